@@ -1,0 +1,12 @@
+/* nabla — a deep-learning library in C.
+ * One include for everything; each concern has its own header. */
+#ifndef NABLA_H
+#define NABLA_H
+#include "nabla/core.h"
+#include "nabla/kernels.h"
+#include "nabla/ops.h"
+#include "nabla/nn.h"
+#include "nabla/optim.h"
+#include "nabla/io.h"
+#include "nabla/data.h"
+#endif

@@ -1,0 +1,79 @@
+/* nabla/data.h — IDX files, Fashion-MNIST, mini-batch loaders. */
+#ifndef NABLA_DATA_H
+#define NABLA_DATA_H
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- IDX (LeCun's MNIST format), raw or gzip-compressed ------------------
+ * Magic 0x00 0x00 type ndim, then ndim big-endian uint32 sizes, then the
+ * values big-endian. Types: 0x08 ubyte, 0x09 byte, 0x0B int16, 0x0C int32,
+ * 0x0D float32, 0x0E float64. The reader checks the magic, the type, the
+ * dimensions (none zero-overflowing, product bounded) and that the payload
+ * length equals the product exactly; errors are NB_ERR_FORMAT with a message
+ * naming the problem, a missing file NB_ERR_NOTFOUND. */
+typedef struct nb_idx {
+    int      type;                      /* 0x08 ... 0x0E */
+    int      ndim;
+    int64_t  dims[NB_MAX_DIMS];
+    int64_t  count;                     /* product of dims */
+    float   *values;                    /* count values converted to float */
+} nb_idx;
+
+nb_status nb_idx_load(const char *path, nb_idx **out);   /* gzip detected by its magic */
+nb_status nb_idx_parse(const void *buf, size_t len, nb_idx **out); /* raw (not gzip) bytes */
+void      nb_idx_free(nb_idx *x);
+
+/* ---- datasets -------------------------------------------------------------- */
+typedef struct nb_dataset {
+    int64_t  n;                         /* samples */
+    int      c, h, w;                   /* per-sample shape (C,H,W) */
+    float   *x;                         /* n*c*h*w values in [0,1] (pixel/255) */
+    int32_t *y;                         /* n labels in [0, nclasses) */
+    int      nclasses;
+} nb_dataset;
+
+/* The directory used when dir is NULL: $NABLA_FASHION_MNIST if set, else
+ * /usr/share/datasets/fashion-mnist (Debian package dataset-fashion-mnist). */
+const char *nb_fashion_mnist_default_dir(void);
+/* Load the train (60,000) or test (10,000) split from dir (NULL: default).
+ * Files {train,t10k}-{images-idx3,labels-idx1}-ubyte(.gz). A missing file is
+ * NB_ERR_NOTFOUND with a message naming the file and the Debian package. */
+nb_status nb_fashion_mnist_load(const char *dir, int train, nb_dataset **out);
+/* Build a dataset from an image IDX (n,h,w) and a label IDX (n); copies. */
+nb_status nb_dataset_from_idx(const nb_idx *images, const nb_idx *labels, int nclasses,
+                              nb_dataset **out);
+/* Keep only the first n samples (no copy, no-op if n >= size). */
+void      nb_dataset_truncate(nb_dataset *d, int64_t n);
+void      nb_dataset_free(nb_dataset *d);
+extern const char *const nb_fashion_mnist_classes[10];
+
+/* ---- mini-batches ---------------------------------------------------------
+ * A loader walks a dataset in batches; with shuffle, each epoch uses a new
+ * permutation drawn from its own xoshiro256** generator seeded at creation,
+ * so the order depends only on the seed and the epoch. The last partial
+ * batch is returned unless drop_last. */
+typedef struct nb_loader nb_loader;
+
+typedef struct nb_batch {
+    nb_tensor     *x;                   /* (n, c, h, w) in the ctx arena */
+    const int32_t *y;                   /* n labels, valid until the next call */
+    int64_t        n;                   /* 0 at the end of the epoch */
+} nb_batch;
+
+nb_status nb_loader_new(const nb_dataset *d, int64_t batch, int shuffle, int drop_last,
+                        uint64_t seed, nb_loader **out);
+void      nb_loader_free(nb_loader *l);
+int64_t   nb_loader_num_batches(const nb_loader *l);
+/* Start the next epoch (a new permutation when shuffling). */
+void      nb_loader_start_epoch(nb_loader *l);
+/* The next batch of the current epoch, or b->n == 0 at its end. */
+nb_status nb_loader_next(nb_loader *l, nb_ctx *ctx, nb_batch *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

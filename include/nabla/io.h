@@ -1,0 +1,63 @@
+/* nabla/io.h — safetensors files.
+ *
+ * Format (https://github.com/huggingface/safetensors): 8-byte little-endian
+ * header length N, N bytes of JSON {"name": {"dtype","shape","data_offsets"},
+ * "__metadata__": {str: str}}, then the byte buffer. The reader validates the
+ * header strictly and never trusts a size it has not checked against the file;
+ * each violation has its own message (nb_last_error) and status
+ * NB_ERR_FORMAT. Tensors are converted to float32 on load (F32, F16, BF16,
+ * F64). Writing is atomic: a temporary file in the same directory, fsync,
+ * rename, so a good file is never left half-written. */
+#ifndef NABLA_IO_H
+#define NABLA_IO_H
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NB_SAFETENSORS_MAX_HEADER (100u * 1024u * 1024u) /* as the reference */
+
+typedef struct nb_st_tensor {
+    char    *name;
+    char     dtype[8];                 /* as in the file: "F32", "F16", ... */
+    int      ndim;
+    int64_t  shape[NB_MAX_DIMS];
+    int64_t  numel;
+    float   *data;                     /* numel floats, converted */
+} nb_st_tensor;
+
+typedef struct nb_safetensors {
+    int           n;
+    nb_st_tensor *tensors;             /* in file order of data offsets */
+    int           nmeta;
+    char        **meta_keys, **meta_values;
+} nb_safetensors;
+
+/* Read and validate a whole file; *out owned by the caller (nb_safetensors_free). */
+nb_status nb_safetensors_load(const char *path, nb_safetensors **out);
+/* The same from memory (what the fuzz target drives). */
+nb_status nb_safetensors_parse(const void *buf, size_t len, nb_safetensors **out);
+void      nb_safetensors_free(nb_safetensors *f);
+const nb_st_tensor *nb_safetensors_find(const nb_safetensors *f, const char *name);
+const char *nb_safetensors_meta(const nb_safetensors *f, const char *key); /* NULL if absent */
+
+typedef enum nb_st_dtype { NB_ST_F32 = 0, NB_ST_F16, NB_ST_BF16 } nb_st_dtype;
+
+typedef struct nb_st_entry {
+    const char    *name;
+    int            ndim;
+    const int64_t *shape;
+    const float   *data;               /* numel floats, contiguous */
+} nb_st_entry;
+
+/* Write n tensors (names unique) in dtype, with metadata pairs
+ * meta_kv[2*i] = key, meta_kv[2*i+1] = value (nmeta pairs, may be 0). */
+nb_status nb_safetensors_save(const char *path, const nb_st_entry *e, int n, nb_st_dtype dtype,
+                              const char *const *meta_kv, int nmeta);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

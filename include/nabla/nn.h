@@ -1,0 +1,122 @@
+/* nabla/nn.h — models, modules, parameters, initialisation.
+ *
+ * A model owns its parameters in two flat float buffers (values and
+ * gradients), its modules, and a name and configuration string that are saved
+ * with the weights so a file alone rebuilds its model. Modules refer to their
+ * parameters by index, so the buffers may move while a model is built.
+ * Parameter names follow a PyTorch state_dict ("0.weight", "2.bias"). */
+#ifndef NABLA_NN_H
+#define NABLA_NN_H
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nb_model nb_model;
+typedef struct nb_module nb_module;
+
+typedef struct nb_param {
+    char     *name;                 /* state_dict name, owned */
+    nb_tensor t;                    /* data/grad point into the flat buffers */
+    size_t    offset;               /* first element in the flat buffers */
+    int       no_decay;             /* biases, norms: excluded from weight decay */
+} nb_param;
+
+typedef struct nb_module_vt {
+    const char *kind;               /* "Linear", "ReLU", "Sequential", ... */
+    /* y = module(x); NULL on error (as an op). */
+    nb_tensor *(*forward)(nb_module *m, nb_ctx *ctx, nb_tensor *x);
+    /* One line of configuration, e.g. "in_features=784, out_features=256". */
+    void (*describe)(const nb_module *m, char *buf, size_t size);
+} nb_module_vt;
+
+struct nb_module {
+    const nb_module_vt *vt;
+    nb_model  *model;               /* owner of the module and its parameters */
+    int       *params;              /* indices of the parameters of the subtree */
+    int        nparams;
+    nb_module **children;           /* Sequential and other containers */
+    int        nchildren;
+    float      f[4];                /* layer settings (slope, ...) */
+    int64_t    i[8];                /* layer sizes and parameter indices */
+};
+
+struct nb_model {
+    nb_param  *params;
+    int        nparams;
+    float     *data, *grad;         /* numel floats each, 64-byte aligned */
+    size_t     numel;
+    nb_module *root;
+    int        training;            /* 1 = train mode (default), 0 = eval */
+    char       name[32];            /* "mlp", ... (saved as metadata) */
+    char       config[256];         /* e.g. "784,256,128,100,10" */
+    /* private */
+    size_t     cap;
+    nb_module **modules;
+    int        nmodules;
+};
+
+nb_model  *nb_model_new(const char *name, const char *config);
+void       nb_model_free(nb_model *m);       /* modules and buffers too */
+/* Add a parameter (uninitialised); returns its index, or -1 (NB_ERR_NOMEM). */
+int        nb_model_add_param(nb_model *m, const char *name, int ndim, const int64_t *shape);
+nb_tensor *nb_model_param(nb_model *m, int index);
+int        nb_model_find_param(const nb_model *m, const char *name);  /* -1 if absent */
+nb_tensor *nb_model_forward(nb_model *m, nb_ctx *ctx, nb_tensor *x);
+void       nb_model_zero_grad(nb_model *m);
+void       nb_model_train(nb_model *m, int training);
+/* Weights as safetensors (float32, atomic write) with metadata "model" and
+ * "config"; load requires the same names and shapes (each mismatch named). */
+nb_status  nb_model_save(const nb_model *m, const char *path);
+nb_status  nb_model_load(nb_model *m, const char *path);
+/* Rebuild a model from a file's metadata and load its weights. */
+nb_status  nb_model_load_file(const char *path, nb_model **out);
+
+/* ---- modules (constructors register with the model, which frees them) -- */
+/* Module registration for new module kinds: allocates a module owned by m. */
+nb_module *nb_module_new(nb_model *m, const nb_module_vt *vt);
+/* torch.nn.Linear: weight (out,in) and bias (out), PyTorch's default init
+ * (kaiming_uniform(a=sqrt 5) = U(-1/sqrt(in), 1/sqrt(in)) for both). */
+nb_module *nb_nn_linear(nb_model *m, nb_rng *rng, int in_features, int out_features, int bias);
+nb_module *nb_nn_relu(nb_model *m);
+nb_module *nb_nn_sigmoid(nb_model *m);
+nb_module *nb_nn_tanh(nb_model *m);
+nb_module *nb_nn_leaky_relu(nb_model *m, float negative_slope);
+nb_module *nb_nn_softmax(nb_model *m, int axis);
+nb_module *nb_nn_log_softmax(nb_model *m, int axis);
+nb_module *nb_nn_flatten(nb_model *m, int start_dim);  /* torch default 1 */
+nb_module *nb_nn_sequential(nb_model *m);
+/* Append child: its parameters are renamed "<index>.<name>". */
+nb_status  nb_sequential_add(nb_module *seq, nb_module *child);
+/* One line per module into buf: "(0): Linear(in_features=784, ...)". */
+void       nb_module_print(const nb_module *mod, char *buf, size_t size);
+
+/* ---- initialisation (torch.nn.init; fans as torch: fan_in = size(1) *
+ * receptive field, fan_out = size(0) * receptive field) ----------------- */
+typedef enum nb_fan_mode { NB_FAN_IN = 0, NB_FAN_OUT } nb_fan_mode;
+void  nb_init_uniform(nb_tensor *t, nb_rng *r, float a, float b);
+void  nb_init_normal(nb_tensor *t, nb_rng *r, float mean, float std);
+void  nb_init_constant(nb_tensor *t, float v);
+void  nb_init_xavier_uniform(nb_tensor *t, nb_rng *r, float gain);
+void  nb_init_xavier_normal(nb_tensor *t, nb_rng *r, float gain);
+/* a: negative slope of the rectifier after the layer (0 for ReLU). */
+void  nb_init_kaiming_uniform(nb_tensor *t, nb_rng *r, float a, nb_fan_mode mode);
+void  nb_init_kaiming_normal(nb_tensor *t, nb_rng *r, float a, nb_fan_mode mode);
+/* torch.nn.init.calculate_gain for "linear", "sigmoid", "tanh", "relu",
+ * "leaky_relu" (with param); 1 for unknown names. */
+float nb_init_gain(const char *nonlinearity, float param);
+
+/* ---- the model zoo -------------------------------------------------------
+ * "mlp": config "784,256,128,100,10" — Flatten then Linear/ReLU pairs (no
+ * ReLU after the last); parameter names as nn.Sequential(Flatten, Linear,
+ * ReLU, ...) would give ("1.weight", ...). */
+nb_status  nb_model_build(const char *name, const char *config, nb_rng *rng, nb_model **out);
+/* The default configuration of a model name (NULL if unknown). */
+const char *nb_model_default_config(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,111 @@
+/* nabla/ops.h — differentiable operations.
+ *
+ * Every op takes the context first, allocates its result in the context's
+ * arena and, when autograd is on and an input requires a gradient, records
+ * itself on the tape. On error an op returns NULL, keeps a message for
+ * nb_last_error() and sets nb_ctx_status(); a NULL input makes an op return
+ * NULL at once without touching the first message, so chains need one check.
+ * Inputs may be views (any strides); results are contiguous unless the op is
+ * a view (reshape of a contiguous tensor, permute, transpose, slice).
+ * Semantics, defaults and broadcasting follow PyTorch.
+ */
+#ifndef NABLA_OPS_H
+#define NABLA_OPS_H
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- elementwise, with NumPy/PyTorch broadcasting ------------------------ */
+nb_tensor *nb_add(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_sub(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_mul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_div(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_scale(nb_ctx *ctx, nb_tensor *x, float s);       /* x * s */
+nb_tensor *nb_add_scalar(nb_ctx *ctx, nb_tensor *x, float s);  /* x + s */
+nb_tensor *nb_exp(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_log(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_sqrt(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_pow(nb_ctx *ctx, nb_tensor *x, float p);          /* x ** p */
+
+/* ---- matrix products ------------------------------------------------------
+ * matmul: (M,K)@(K,N) -> (M,N); batched (...,M,K)@(...,K,N) with the batch
+ * dimensions broadcast; a 2-D operand is shared by every batch. */
+nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+/* linear: x (N,in) -> x @ w^T + b, w (out,in), b (out) or NULL (torch F.linear). */
+nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b);
+
+/* ---- reductions -----------------------------------------------------------
+ * axes: naxes entries (negative counts from the end); naxes == 0 reduces all.
+ * keepdim keeps reduced axes as size 1. max's gradient goes to the first
+ * maximum along the reduced axes. */
+nb_tensor *nb_sum(nb_ctx *ctx, nb_tensor *x, const int *axes, int naxes, int keepdim);
+nb_tensor *nb_mean(nb_ctx *ctx, nb_tensor *x, const int *axes, int naxes, int keepdim);
+nb_tensor *nb_max(nb_ctx *ctx, nb_tensor *x, const int *axes, int naxes, int keepdim);
+/* Index of the maximum along `axis` (first one on ties), as float values;
+ * the axis is removed. No gradient. */
+nb_tensor *nb_argmax(nb_ctx *ctx, nb_tensor *x, int axis);
+
+/* ---- shape ----------------------------------------------------------------
+ * reshape: one entry may be -1. A view when x is contiguous, else a copy. */
+nb_tensor *nb_reshape(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape);
+nb_tensor *nb_flatten(nb_ctx *ctx, nb_tensor *x, int start_dim);  /* keeps dims < start_dim */
+nb_tensor *nb_permute(nb_ctx *ctx, nb_tensor *x, const int *perm); /* view */
+nb_tensor *nb_transpose(nb_ctx *ctx, nb_tensor *x, int d0, int d1); /* view */
+/* slice: x[..., start:end:step, ...] along axis (step >= 1; negative start/end
+ * count from the end, clamped like Python). A view. */
+nb_tensor *nb_slice(nb_ctx *ctx, nb_tensor *x, int axis, int64_t start, int64_t end, int64_t step);
+nb_tensor *nb_concat(nb_ctx *ctx, nb_tensor *const *xs, int n, int axis);
+nb_tensor *nb_contiguous(nb_ctx *ctx, nb_tensor *x);  /* x itself if contiguous */
+
+/* ---- activations (the notes §1, §11) --------------------------------------*/
+nb_tensor *nb_sigmoid(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_tanh(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_relu(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_leaky_relu(nb_ctx *ctx, nb_tensor *x, float negative_slope); /* torch default 0.01 */
+/* softmax/log_softmax along `axis`, max-subtracted: log_softmax([1000, 1]) = [0, -999]. */
+nb_tensor *nb_softmax(nb_ctx *ctx, nb_tensor *x, int axis);
+nb_tensor *nb_log_softmax(nb_ctx *ctx, nb_tensor *x, int axis);
+
+/* ---- losses (the notes §12) -----------------------------------------------
+ * Reductions as torch: MEAN over all elements (cross-entropy: over the
+ * non-ignored targets), SUM, NONE (per-element/per-sample result).
+ * Gradients flow to `input`; targets are constants unless stated. */
+typedef enum nb_reduction {
+    NB_REDUCTION_MEAN = 0,
+    NB_REDUCTION_SUM,
+    NB_REDUCTION_NONE,
+    NB_REDUCTION_BATCHMEAN  /* kl_div only: sum / batch size */
+} nb_reduction;
+
+/* (input - target)^2; same shapes or broadcastable as torch; gradient to both. */
+nb_tensor *nb_mse_loss(nb_ctx *ctx, nb_tensor *input, nb_tensor *target, nb_reduction r);
+/* |input - target| (MAE); gradient to both (sign, 0 at 0 as torch). */
+nb_tensor *nb_l1_loss(nb_ctx *ctx, nb_tensor *input, nb_tensor *target, nb_reduction r);
+/* Cross-entropy from logits (N,C) or (N,C,d1,...) with class indices target
+ * (N) or (N,d1,...) (copied). Entries equal to ignore_index (torch: -100)
+ * contribute nothing. weight: C class weights or NULL (copied). Computed with
+ * a fused, max-subtracted log-softmax. */
+nb_tensor *nb_cross_entropy(nb_ctx *ctx, nb_tensor *logits, const int32_t *target,
+                            const float *weight, int ignore_index, nb_reduction r);
+/* Binary cross-entropy on probabilities in [0,1]; log clamped at -100 as torch. */
+nb_tensor *nb_bce_loss(nb_ctx *ctx, nb_tensor *input, nb_tensor *target, nb_reduction r);
+/* BCE with logits, stable for |x| large: max(x,0) - x*y + log(1 + exp(-|x|)). */
+nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *logits, nb_tensor *target, nb_reduction r);
+/* KL divergence, torch F.kl_div: input holds log-probabilities; target holds
+ * probabilities (or log-probabilities if log_target). Pointwise
+ * target*(log target - input), 0 where target == 0. */
+nb_tensor *nb_kl_div(nb_ctx *ctx, nb_tensor *input, nb_tensor *target, nb_reduction r, int log_target);
+/* Binary hinge loss of the notes: max(0, 1 - y*yhat), y in {-1, +1}. */
+nb_tensor *nb_hinge_loss(nb_ctx *ctx, nb_tensor *input, nb_tensor *target, nb_reduction r);
+/* torch.nn.MultiMarginLoss: input (N,C) or (C), target class per sample,
+ * p in {1, 2}, margin (torch default 1), weight C or NULL. */
+nb_tensor *nb_multi_margin_loss(nb_ctx *ctx, nb_tensor *input, const int32_t *target,
+                                int p, float margin, const float *weight, nb_reduction r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

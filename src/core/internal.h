@@ -1,0 +1,102 @@
+/* Private to libnabla: error helpers, the tape node, op plumbing. */
+#ifndef NABLA_INTERNAL_H
+#define NABLA_INTERNAL_H
+
+#include "nabla.h"
+#include <stdarg.h>
+#include <string.h>
+
+#ifndef NB_MALLOC
+#include <stdlib.h>
+#define NB_MALLOC(n) malloc(n)
+#define NB_REALLOC(p, n) realloc(p, n)
+#define NB_FREE(p) free(p)
+#endif
+
+/* Internal invariant (a bug in nabla, never a user error). Compiled out
+ * unless NB_DEBUG; never used for input validation. */
+#ifdef NB_DEBUG
+#include <assert.h>
+#define NB_ASSERT(c) assert(c)
+#else
+#define NB_ASSERT(c) ((void)0)
+#endif
+
+#if defined(__GNUC__)
+#define NB__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define NB__PRINTF(a, b)
+#endif
+
+/* Record a failure: sets the thread's message and returns s. */
+nb_status nb__fail(nb_status s, const char *fmt, ...) NB__PRINTF(2, 3);
+/* For ops: records the failure in ctx (first one wins) and returns NULL. */
+nb_tensor *nb__op_fail(nb_ctx *ctx, nb_status s, const char *fmt, ...) NB__PRINTF(3, 4);
+/* Makes ctx remember an error already recorded with nb__fail. */
+void nb__ctx_set_status(nb_ctx *ctx, nb_status s);
+
+/* ---- ops ------------------------------------------------------------------ */
+enum {
+#define NB_OP(E, name) NB__OP_##E,
+#include "../ops/ops.def"
+#undef NB_OP
+    NB__OP_COUNT
+};
+extern const char *const nb__op_names[NB__OP_COUNT];
+
+#define NB__SMALL_IN 3
+struct nb__node {
+    int        op;          /* NB__OP_* */
+    nb_tensor *out;
+    int        nin;
+    nb_tensor **in;         /* nin inputs; points at in_small or arena */
+    nb_tensor *in_small[NB__SMALL_IN];
+    float      f[4];        /* op attributes (slope, exponent, ...) */
+    int64_t    i[2 * NB_MAX_DIMS + 4];
+    void      *saved;       /* op data in the arena (labels, argmax, ...) */
+    nb__node  *prev;        /* the tape runs backwards through prev */
+};
+
+/* Backward of one node: add d out / d in_k (contracted with out->grad) into
+ * in[k]->grad for every input with requires_grad (its grad is allocated and
+ * zero-initialised or accumulating before the call). */
+typedef nb_status (*nb__backward_fn)(nb_ctx *ctx, nb__node *n);
+#define NB_OP(E, name) nb_status nb__bw_##name(nb_ctx *ctx, nb__node *n);
+#include "../ops/ops.def"
+#undef NB_OP
+
+/* Put `out` on the tape as the result of op over in[0..nin) when autograd is
+ * on and some input requires a gradient; returns the node (to fill attributes)
+ * or NULL when nothing is recorded. Copies the `in` array. On an allocation
+ * failure it returns NULL and sets ctx status. */
+nb__node *nb__record(nb_ctx *ctx, int op, nb_tensor *out, nb_tensor *const *in, int nin);
+
+/* Return NULL from the calling op when any of the first n inputs is NULL. */
+int nb__any_null(nb_tensor *const *in, int n);
+
+/* A tensor struct in the arena viewing `data` with the given shape (contiguous
+ * strides). Data is not allocated. */
+nb_tensor *nb__view_struct(nb_ctx *ctx, float *data, int ndim, const int64_t *shape);
+void nb__contig_strides(int ndim, const int64_t *shape, int64_t *stride);
+int64_t nb__numel(int ndim, const int64_t *shape);
+
+/* Broadcast shapes a and b (right-aligned); NB_ERR_SHAPE with a message
+ * naming `opname` if they do not fit. */
+nb_status nb__broadcast_shape(const char *opname, const nb_tensor *a, const nb_tensor *b,
+                              int *ndim, int64_t *shape);
+/* Strides of t seen as a tensor of shape (ndim, shape) it broadcasts to:
+ * size-1 and missing dimensions get stride 0. */
+void nb__broadcast_strides(const nb_tensor *t, int ndim, int64_t *stride);
+/* dst (shape dshape, contiguous) += src (shape sshape, contiguous) summed over
+ * the dimensions that dst broadcast along. */
+void nb__sum_to(float *dst, int dndim, const int64_t *dshape,
+                const float *src, int sndim, const int64_t *sshape);
+/* dst (strided view: shape, dst_stride) += src (contiguous, same shape). */
+void nb__strided_add(float *dst, const int64_t *dst_stride, const float *src,
+                     int ndim, const int64_t *shape);
+/* Gradient buffer of an input: allocates zeros in the arena if absent. */
+float *nb__grad(nb_ctx *ctx, nb_tensor *t);
+/* Normalise an axis against ndim (negative counts from the end); -1 if bad. */
+int nb__axis(int axis, int ndim);
+
+#endif

@@ -1,0 +1,36 @@
+/* TEMPORARY weak stubs so the library links while ops are written. Delete when all ops exist. */
+#include "../core/internal.h"
+__attribute__((weak)) nb_status nb__bw_add(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of add not implemented"); }
+__attribute__((weak)) nb_status nb__bw_sub(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of sub not implemented"); }
+__attribute__((weak)) nb_status nb__bw_mul(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of mul not implemented"); }
+__attribute__((weak)) nb_status nb__bw_div(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of div not implemented"); }
+__attribute__((weak)) nb_status nb__bw_scale(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of scale not implemented"); }
+__attribute__((weak)) nb_status nb__bw_add_scalar(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of add_scalar not implemented"); }
+__attribute__((weak)) nb_status nb__bw_exp(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of exp not implemented"); }
+__attribute__((weak)) nb_status nb__bw_log(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of log not implemented"); }
+__attribute__((weak)) nb_status nb__bw_sqrt(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of sqrt not implemented"); }
+__attribute__((weak)) nb_status nb__bw_pow(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of pow not implemented"); }
+__attribute__((weak)) nb_status nb__bw_matmul(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of matmul not implemented"); }
+__attribute__((weak)) nb_status nb__bw_linear(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of linear not implemented"); }
+__attribute__((weak)) nb_status nb__bw_sum(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of sum not implemented"); }
+__attribute__((weak)) nb_status nb__bw_mean(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of mean not implemented"); }
+__attribute__((weak)) nb_status nb__bw_max(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of max not implemented"); }
+__attribute__((weak)) nb_status nb__bw_reshape(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of reshape not implemented"); }
+__attribute__((weak)) nb_status nb__bw_permute(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of permute not implemented"); }
+__attribute__((weak)) nb_status nb__bw_slice(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of slice not implemented"); }
+__attribute__((weak)) nb_status nb__bw_concat(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of concat not implemented"); }
+__attribute__((weak)) nb_status nb__bw_contiguous(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of contiguous not implemented"); }
+__attribute__((weak)) nb_status nb__bw_sigmoid(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of sigmoid not implemented"); }
+__attribute__((weak)) nb_status nb__bw_tanh(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of tanh not implemented"); }
+__attribute__((weak)) nb_status nb__bw_relu(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of relu not implemented"); }
+__attribute__((weak)) nb_status nb__bw_leaky_relu(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of leaky_relu not implemented"); }
+__attribute__((weak)) nb_status nb__bw_softmax(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of softmax not implemented"); }
+__attribute__((weak)) nb_status nb__bw_log_softmax(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of log_softmax not implemented"); }
+__attribute__((weak)) nb_status nb__bw_mse_loss(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of mse_loss not implemented"); }
+__attribute__((weak)) nb_status nb__bw_l1_loss(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of l1_loss not implemented"); }
+__attribute__((weak)) nb_status nb__bw_cross_entropy(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of cross_entropy not implemented"); }
+__attribute__((weak)) nb_status nb__bw_bce_loss(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of bce_loss not implemented"); }
+__attribute__((weak)) nb_status nb__bw_bce_with_logits(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of bce_with_logits not implemented"); }
+__attribute__((weak)) nb_status nb__bw_kl_div(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of kl_div not implemented"); }
+__attribute__((weak)) nb_status nb__bw_hinge_loss(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of hinge_loss not implemented"); }
+__attribute__((weak)) nb_status nb__bw_multi_margin_loss(nb_ctx *ctx, nb__node *n) { (void)ctx; (void)n; return nb__fail(NB_ERR_STATE, "backward of multi_margin_loss not implemented"); }

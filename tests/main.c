@@ -1,0 +1,78 @@
+/* The test runner: runs every registered TEST, prints failures and the
+ * closing line "N passed, N failed"; exit status 1 if any failed. */
+#include "test.h"
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+typedef struct { const char *name, *file; nbt_fn fn; } nbt_case;
+static nbt_case cases[1024];
+static int ncases, cur_failed;
+static char tmpdir[256];
+
+void nbt_register(const char *name, const char *file, nbt_fn fn)
+{
+    if (ncases < (int)(sizeof cases / sizeof cases[0])) cases[ncases++] = (nbt_case){name, file, fn};
+}
+
+void nbt_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "  FAIL %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cur_failed = 1;
+}
+
+const char *nbt_build_dir(void)
+{
+    const char *b = getenv("NABLA_BUILD");
+    return b && *b ? b : "build";
+}
+
+const char *nbt_tmpdir(void) { return tmpdir; }
+
+const char *nbt_fixture(const char *name)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "tests/fixtures/%s", name);
+    return path;
+}
+
+static void cleanup(void)
+{
+    if (tmpdir[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/nabla-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    atexit(cleanup);
+    nb_set_threads(2);
+    int passed = 0, failed = 0;
+    for (int i = 0; i < ncases; i++) {
+        if (argc > 1 && !strstr(cases[i].name, argv[1]) && !strstr(cases[i].file, argv[1])) continue;
+        cur_failed = 0;
+        nb_clear_error();
+        cases[i].fn();
+        if (cur_failed) {
+            failed++;
+            fprintf(stderr, "FAILED %s (%s)\n", cases[i].name, cases[i].file);
+        } else {
+            passed++;
+            if (getenv("NABLA_TEST_VERBOSE")) fprintf(stderr, "ok %s\n", cases[i].name);
+        }
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
