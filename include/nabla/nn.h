@@ -21,7 +21,7 @@ typedef struct nb_param {
     char     *name;                 /* state_dict name, owned */
     nb_tensor t;                    /* data/grad point into the flat buffers */
     size_t    offset;               /* first element in the flat buffers */
-    int       no_decay;             /* biases, norms: excluded from weight decay */
+    int       no_decay;             /* 1: weight_decay skips it (default 0, as torch) */
 } nb_param;
 
 typedef struct nb_module_vt {

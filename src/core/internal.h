@@ -99,4 +99,8 @@ float *nb__grad(nb_ctx *ctx, nb_tensor *t);
 /* Normalise an axis against ndim (negative counts from the end); -1 if bad. */
 int nb__axis(int axis, int ndim);
 
+/* ---- nn ------------------------------------------------------------------- */
+/* Add a parameter to the model and to mod's subtree; index or -1. */
+int nb__module_add_param(nb_module *mod, const char *name, int ndim, const int64_t *shape);
+
 #endif

@@ -1,0 +1,32 @@
+#!/bin/sh
+# Install what nabla needs from Debian, only what is missing. Idempotent.
+# As root: apt-get installs. As another user: prints the command to run.
+#   scripts/install-deps.sh            build + test + demo dependencies
+#   scripts/install-deps.sh --peer     also python3-torch (fixtures, peer benchmarks)
+set -eu
+
+PKGS="build-essential make zlib1g-dev libpng-dev dataset-fashion-mnist"
+[ "${1:-}" = "--peer" ] && PKGS="$PKGS python3-torch python3-numpy"
+
+missing=""
+for p in $PKGS; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+        *"install ok installed"*) ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "nabla needs these Debian packages:$missing" >&2
+    echo "run:  sudo apt-get update && sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,53 @@
+/* End to end: the Fashion-MNIST MLP learns from 5,000 real images in one epoch. */
+#include "test.h"
+
+TEST(mlp_learns_fashion_mnist_in_one_epoch)
+{
+    nb_dataset *train = NULL, *test = NULL;
+    CHECK_OK(nb_fashion_mnist_load(NULL, 1, &train));
+    CHECK_OK(nb_fashion_mnist_load(NULL, 0, &test));
+    nb_dataset_truncate(train, 5000);
+    nb_ctx *ctx = nb_ctx_new(1);
+    nb_model *m = NULL;
+    CHECK_OK(nb_model_build("mlp", NULL, nb_ctx_rng(ctx), &m));
+    nb_optimizer *o = nb_sgd_new(m, (nb_sgd_opts){.lr = 0.05f, .momentum = 0.9f});
+    nb_loader *l = NULL;
+    CHECK_OK(nb_loader_new(train, 64, 1, 0, 1, &l));
+    nb_batch b;
+    int steps = 0;
+    for (;;) {
+        nb_ctx_reset(ctx);
+        CHECK_OK(nb_loader_next(l, ctx, &b));
+        if (!b.n) break;
+        nb_tensor *loss = nb_cross_entropy(ctx, nb_model_forward(m, ctx, b.x), b.y, NULL, -100, NB_REDUCTION_MEAN);
+        CHECK_MSG(loss && isfinite(nb_tensor_item(loss)), "step %d: %s", steps, nb_last_error());
+        nb_model_zero_grad(m);
+        CHECK_OK(nb_backward(ctx, loss));
+        CHECK_OK(nb_optim_step(o));
+        steps++;
+    }
+    CHECK(steps == 79);
+    /* accuracy on the whole test set, without the tape */
+    nb_loader_free(l);
+    CHECK_OK(nb_loader_new(test, 1000, 0, 0, 0, &l));
+    nb_set_grad_enabled(ctx, 0);
+    int64_t correct = 0, seen = 0;
+    for (;;) {
+        nb_ctx_reset(ctx);
+        CHECK_OK(nb_loader_next(l, ctx, &b));
+        if (!b.n) break;
+        nb_tensor *pred = nb_argmax(ctx, nb_model_forward(m, ctx, b.x), 1);
+        CHECK(pred);
+        for (int64_t i = 0; i < b.n; i++) correct += (int32_t)pred->data[i] == b.y[i];
+        seen += b.n;
+    }
+    double acc = (double)correct / (double)seen;
+    CHECK(seen == 10000);
+    CHECK_MSG(acc > 0.70, "test accuracy %.4f after one epoch on 5,000 images (chance is 0.10)", acc);
+    nb_loader_free(l);
+    nb_optim_free(o);
+    nb_model_free(m);
+    nb_ctx_free(ctx);
+    nb_dataset_free(train);
+    nb_dataset_free(test);
+}
