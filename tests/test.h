@@ -1,4 +1,4 @@
-/* A small test harness: TEST(name) { ... CHECK(...); } in any tests/*.c file
+/* A small test harness: TEST(name) { ... CHECK(...); } in any test_*.c file
  * registers itself; build/run_tests runs them all (or those whose name or file
  * contains argv[1]) and ends with the line "N passed, N failed". */
 #ifndef NABLA_TEST_H
