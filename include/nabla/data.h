@@ -14,7 +14,8 @@ extern "C" {
  * 0x0D float32, 0x0E float64. The reader checks the magic, the type, the
  * dimensions (none zero-overflowing, product bounded) and that the payload
  * length equals the product exactly; errors are NB_ERR_FORMAT with a message
- * naming the problem, a missing file NB_ERR_NOTFOUND. */
+ * naming the problem, a missing file NB_ERR_NOTFOUND. At most 2^31 values; a
+ * zero dimension gives an empty array (count 0). */
 typedef struct nb_idx {
     int      type;                      /* 0x08 ... 0x0E */
     int      ndim;
@@ -55,7 +56,9 @@ extern const char *const nb_fashion_mnist_classes[10];
  * A loader walks a dataset in batches; with shuffle, each epoch uses a new
  * permutation drawn from its own xoshiro256** generator seeded at creation,
  * so the order depends only on the seed and the epoch. The last partial
- * batch is returned unless drop_last. */
+ * batch is returned unless drop_last. The loader keeps a pointer to the
+ * dataset, which must outlive it and not be truncated meanwhile. Created ready
+ * for its first epoch. */
 typedef struct nb_loader nb_loader;
 
 typedef struct nb_batch {
