@@ -9,4 +9,5 @@
 #include "nabla/optim.h"
 #include "nabla/io.h"
 #include "nabla/data.h"
+#include "nabla/image.h"
 #endif

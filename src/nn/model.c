@@ -63,6 +63,7 @@ static nb_status reserve(nb_model *m, size_t need)
         memcpy(d, m->data, m->numel * sizeof(float));
         memcpy(g, m->grad, m->numel * sizeof(float));
     }
+    memset(d + m->numel, 0, (cap - m->numel) * sizeof(float)); /* alignment gaps stay 0 */
     memset(g + m->numel, 0, (cap - m->numel) * sizeof(float));
     NB_FREE(m->data);
     NB_FREE(m->grad);
