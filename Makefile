@@ -4,7 +4,7 @@ PREFIX   ?= /usr/local
 BUILD    ?= build
 OPT      ?= -O3
 CFLAGS   ?= $(OPT) -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -Iinclude
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -Iinclude
 LDLIBS   += -lz -lpng -lm -fopenmp
 ISA_avx512 := -mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma -mavx2
 ISA_avx2   := -mavx2 -mfma

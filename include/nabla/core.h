@@ -132,7 +132,9 @@ nb_tensor *nb_requires_grad(nb_tensor *t, int on);
 /* Back-propagate from a one-element tensor: every tensor on the tape that the
  * loss depends on gets d loss / d tensor ADDED to its grad (leaf gradients
  * accumulate across calls, as in PyTorch; zeroing is explicit). The tape is
- * kept, so backward may run again until nb_ctx_reset(). */
+ * kept, so backward may run again until nb_ctx_reset(). A leaf without a
+ * grad buffer gets one in this context's arena: it is valid until the next
+ * reset (parameters have theirs in the model and are not affected). */
 nb_status  nb_backward(nb_ctx *ctx, nb_tensor *loss);
 /* A tensor sharing x's data that is not recorded on the tape. */
 nb_tensor *nb_detach(nb_ctx *ctx, nb_tensor *x);

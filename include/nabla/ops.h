@@ -34,7 +34,7 @@ nb_tensor *nb_pow(nb_ctx *ctx, nb_tensor *x, float p);          /* x ** p */
  * matmul: (M,K)@(K,N) -> (M,N); batched (...,M,K)@(...,K,N) with the batch
  * dimensions broadcast; a 2-D operand is shared by every batch. */
 nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
-/* linear: x (N,in) -> x @ w^T + b, w (out,in), b (out) or NULL (torch F.linear). */
+/* linear: x (*,in) -> x @ w^T + b, w (out,in), b (out) or NULL (torch F.linear). */
 nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b);
 
 /* ---- reductions -----------------------------------------------------------

@@ -35,6 +35,20 @@ nb_tensor *nb__op_fail(nb_ctx *ctx, nb_status s, const char *fmt, ...) NB__PRINT
 /* Makes ctx remember an error already recorded with nb__fail. */
 void nb__ctx_set_status(nb_ctx *ctx, nb_status s);
 
+/* for (int64_t i = 0; i < n; i++) body, on OpenMP threads with a static
+ * schedule when par. Small loops skip OpenMP altogether: even a false `if`
+ * clause starts a team, which costs more than a small op. Static schedules
+ * keep results independent of the thread count. */
+#define NB_PAR_FOR(par, i, n, ...)                                              \
+    do {                                                                        \
+        if (par) {                                                              \
+            _Pragma("omp parallel for schedule(static)")                        \
+            for (int64_t i = 0; i < (n); i++) { __VA_ARGS__; }                  \
+        } else {                                                                \
+            for (int64_t i = 0; i < (n); i++) { __VA_ARGS__; }                  \
+        }                                                                       \
+    } while (0)
+
 /* ---- ops ------------------------------------------------------------------ */
 enum {
 #define NB_OP(E, name) NB__OP_##E,
