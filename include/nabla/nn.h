@@ -22,7 +22,15 @@ typedef struct nb_param {
     nb_tensor t;                    /* data/grad point into the flat buffers */
     size_t    offset;               /* first element in the flat buffers */
     int       no_decay;             /* 1: weight_decay skips it (default 0, as torch) */
+    int       buffer;               /* 1: state saved with the weights but never trained
+                                       (BatchNorm running statistics); requires_grad 0 */
 } nb_param;
+
+/* Spatial footprint of a layer, for summaries and receptive fields. */
+typedef struct nb_layer_geometry {
+    int     kernel[2], stride[2], padding[2], dilation[2];
+    int64_t macs_per_output;        /* multiply-accumulates per output element */
+} nb_layer_geometry;
 
 typedef struct nb_module_vt {
     const char *kind;               /* "Linear", "ReLU", "Sequential", ... */
@@ -30,6 +38,9 @@ typedef struct nb_module_vt {
     nb_tensor *(*forward)(nb_module *m, nb_ctx *ctx, nb_tensor *x);
     /* One line of configuration, e.g. "in_features=784, out_features=256". */
     void (*describe)(const nb_module *m, char *buf, size_t size);
+    /* Optional: fill g and return 1 for layers with a spatial footprint or
+     * MACs (conv, pool, linear); NULL or 0 = pointwise, no MACs. */
+    int (*geometry)(const nb_module *m, nb_layer_geometry *g);
 } nb_module_vt;
 
 struct nb_module {
@@ -38,6 +49,7 @@ struct nb_module {
     int       *params;              /* indices of the parameters of the subtree */
     int        nparams;
     nb_module **children;           /* Sequential and other containers */
+    char     **child_names;         /* "0", "1", ... or "conv1", "downsample" */
     int        nchildren;
     float      f[4];                /* layer settings (slope, ...) */
     int64_t    i[8];                /* layer sizes and parameter indices */
@@ -62,6 +74,8 @@ nb_model  *nb_model_new(const char *name, const char *config);
 void       nb_model_free(nb_model *m);       /* modules and buffers too */
 /* Add a parameter (uninitialised); returns its index, or -1 (NB_ERR_NOMEM). */
 int        nb_model_add_param(nb_model *m, const char *name, int ndim, const int64_t *shape);
+/* Add a buffer: saved and loaded with the parameters, not trained (zeros). */
+int        nb_model_add_buffer(nb_model *m, const char *name, int ndim, const int64_t *shape);
 nb_tensor *nb_model_param(nb_model *m, int index);
 int        nb_model_find_param(const nb_model *m, const char *name);  /* -1 if absent */
 nb_tensor *nb_model_forward(nb_model *m, nb_ctx *ctx, nb_tensor *x);
@@ -90,6 +104,9 @@ nb_module *nb_nn_flatten(nb_model *m, int start_dim);  /* torch default 1 */
 nb_module *nb_nn_sequential(nb_model *m);
 /* Append child: its parameters are renamed "<index>.<name>". */
 nb_status  nb_sequential_add(nb_module *seq, nb_module *child);
+/* Make child a named child of parent (any kind): its parameters and buffers
+ * are renamed "<name>.<old name>", as torch's attribute modules. */
+nb_status  nb_module_add_child(nb_module *parent, const char *name, nb_module *child);
 /* One line per module into buf: "(0): Linear(in_features=784, ...)". */
 void       nb_module_print(const nb_module *mod, char *buf, size_t size);
 

@@ -116,5 +116,7 @@ int nb__axis(int axis, int ndim);
 /* ---- nn ------------------------------------------------------------------- */
 /* Add a parameter to the model and to mod's subtree; index or -1. */
 int nb__module_add_param(nb_module *mod, const char *name, int ndim, const int64_t *shape);
+/* The same for a buffer (nb_model_add_buffer). */
+int nb__module_add_buffer(nb_module *mod, const char *name, int ndim, const int64_t *shape);
 
 #endif

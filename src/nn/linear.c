@@ -17,7 +17,7 @@ static void linear_describe(const nb_module *m, char *buf, size_t size)
              (long long)m->i[1], m->i[3] >= 0 ? "True" : "False");
 }
 
-static const nb_module_vt linear_vt = {"Linear", linear_forward, linear_describe};
+static const nb_module_vt linear_vt = {"Linear", linear_forward, linear_describe, NULL};
 
 nb_module *nb_nn_linear(nb_model *m, nb_rng *rng, int in, int out, int bias)
 {

@@ -21,6 +21,8 @@ void nb_model_free(nb_model *m)
     if (!m) return;
     for (int i = 0; i < m->nmodules; i++) {
         NB_FREE(m->modules[i]->params);
+        for (int k = 0; k < m->modules[i]->nchildren; k++) NB_FREE(m->modules[i]->child_names[k]);
+        NB_FREE(m->modules[i]->child_names);
         NB_FREE(m->modules[i]->children);
         NB_FREE(m->modules[i]);
     }
@@ -72,6 +74,16 @@ static nb_status reserve(nb_model *m, size_t need)
     m->cap = cap;
     rebind(m);
     return NB_OK;
+}
+
+int nb_model_add_buffer(nb_model *m, const char *name, int ndim, const int64_t *shape)
+{
+    int i = nb_model_add_param(m, name, ndim, shape);
+    if (i >= 0) {
+        m->params[i].buffer = 1;
+        m->params[i].t.requires_grad = 0;
+    }
+    return i;
 }
 
 int nb_model_add_param(nb_model *m, const char *name, int ndim, const int64_t *shape)

@@ -42,6 +42,13 @@ int nb__module_add_param(nb_module *mod, const char *name, int ndim, const int64
     return i;
 }
 
+int nb__module_add_buffer(nb_module *mod, const char *name, int ndim, const int64_t *shape)
+{
+    int i = nb_model_add_buffer(mod->model, name, ndim, shape);
+    if (i < 0 || own_param(mod, i)) return -1;
+    return i;
+}
+
 /* ---- Sequential ------------------------------------------------------------ */
 static nb_tensor *seq_forward(nb_module *m, nb_ctx *ctx, nb_tensor *x)
 {
@@ -54,32 +61,46 @@ static void seq_describe(const nb_module *m, char *buf, size_t size)
     snprintf(buf, size, "%d modules", m->nchildren);
 }
 
-static const nb_module_vt seq_vt = {"Sequential", seq_forward, seq_describe};
+static const nb_module_vt seq_vt = {"Sequential", seq_forward, seq_describe, NULL};
 
 nb_module *nb_nn_sequential(nb_model *m) { return nb_module_new(m, &seq_vt); }
+
+nb_status nb_module_add_child(nb_module *parent, const char *name, nb_module *child)
+{
+    if (!parent || !child || !name || !*name) return nb__fail(NB_ERR_ARG, "add_child: NULL module or empty name");
+    if (child->model != parent->model) return nb__fail(NB_ERR_ARG, "add_child: modules of different models");
+    nb_module **c = NB_REALLOC(parent->children, sizeof *c * (size_t)(parent->nchildren + 1));
+    if (c) parent->children = c;
+    char **names = NB_REALLOC(parent->child_names, sizeof *names * (size_t)(parent->nchildren + 1));
+    if (names) parent->child_names = names;
+    char *copy = strdup(name);
+    if (!c || !names || !copy) {
+        NB_FREE(copy);
+        return nb__fail(NB_ERR_NOMEM, "add_child: out of memory");
+    }
+    c[parent->nchildren] = child;
+    names[parent->nchildren++] = copy;
+    nb_model *m = parent->model;
+    for (int k = 0; k < child->nparams; k++) {
+        nb_param *p = &m->params[child->params[k]];
+        size_t len = strlen(p->name) + strlen(name) + 2;
+        char *full = NB_MALLOC(len);
+        if (!full) return nb__fail(NB_ERR_NOMEM, "add_child: out of memory");
+        snprintf(full, len, "%s.%s", name, p->name);
+        NB_FREE(p->name);
+        p->name = full;
+        if (own_param(parent, child->params[k])) return NB_ERR_NOMEM;
+    }
+    return NB_OK;
+}
 
 nb_status nb_sequential_add(nb_module *seq, nb_module *child)
 {
     if (!seq || !child) return nb__fail(NB_ERR_ARG, "sequential_add: NULL module");
     if (seq->vt != &seq_vt) return nb__fail(NB_ERR_ARG, "sequential_add: %s is not a Sequential", seq->vt->kind);
-    if (child->model != seq->model) return nb__fail(NB_ERR_ARG, "sequential_add: modules of different models");
-    nb_module **c = NB_REALLOC(seq->children, sizeof *c * (size_t)(seq->nchildren + 1));
-    if (!c) return nb__fail(NB_ERR_NOMEM, "sequential_add: out of memory");
-    seq->children = c;
-    int index = seq->nchildren;
-    c[seq->nchildren++] = child;
-    nb_model *m = seq->model;
-    for (int k = 0; k < child->nparams; k++) {
-        nb_param *p = &m->params[child->params[k]];
-        size_t len = strlen(p->name) + 16;
-        char *name = NB_MALLOC(len);
-        if (!name) return nb__fail(NB_ERR_NOMEM, "sequential_add: out of memory");
-        snprintf(name, len, "%d.%s", index, p->name);
-        NB_FREE(p->name);
-        p->name = name;
-        if (own_param(seq, child->params[k])) return NB_ERR_NOMEM;
-    }
-    return NB_OK;
+    char index[16];
+    snprintf(index, sizeof index, "%d", seq->nchildren);
+    return nb_module_add_child(seq, index, child);
 }
 
 static void print_rec(const nb_module *mod, const char *label, int depth, char *buf, size_t size, size_t *n)
@@ -90,8 +111,8 @@ static void print_rec(const nb_module *mod, const char *label, int depth, char *
         *n += (size_t)snprintf(buf + *n, size - *n, "%*s%s%s(%s)\n", depth * 2, "", label, mod->vt->kind,
                                mod->nchildren ? "" : desc);
     for (int i = 0; i < mod->nchildren; i++) {
-        char l[24];
-        snprintf(l, sizeof l, "(%d): ", i);
+        char l[80];
+        snprintf(l, sizeof l, "(%s): ", mod->child_names[i]);
         print_rec(mod->children[i], l, depth + 1, buf, size, n);
     }
 }
@@ -118,13 +139,13 @@ static void slope_desc(const nb_module *m, char *b, size_t s) { snprintf(b, s, "
 static void dim_desc(const nb_module *m, char *b, size_t s) { snprintf(b, s, "dim=%lld", (long long)m->i[0]); }
 static void flat_desc(const nb_module *m, char *b, size_t s) { snprintf(b, s, "start_dim=%lld, end_dim=-1", (long long)m->i[0]); }
 
-static const nb_module_vt relu_vt = {"ReLU", relu_fw, no_desc};
-static const nb_module_vt sigmoid_vt = {"Sigmoid", sigmoid_fw, no_desc};
-static const nb_module_vt tanh_vt = {"Tanh", tanh_fw, no_desc};
-static const nb_module_vt leaky_vt = {"LeakyReLU", leaky_fw, slope_desc};
-static const nb_module_vt softmax_vt = {"Softmax", softmax_fw, dim_desc};
-static const nb_module_vt logsm_vt = {"LogSoftmax", logsm_fw, dim_desc};
-static const nb_module_vt flatten_vt = {"Flatten", flatten_fw, flat_desc};
+static const nb_module_vt relu_vt = {"ReLU", relu_fw, no_desc, NULL};
+static const nb_module_vt sigmoid_vt = {"Sigmoid", sigmoid_fw, no_desc, NULL};
+static const nb_module_vt tanh_vt = {"Tanh", tanh_fw, no_desc, NULL};
+static const nb_module_vt leaky_vt = {"LeakyReLU", leaky_fw, slope_desc, NULL};
+static const nb_module_vt softmax_vt = {"Softmax", softmax_fw, dim_desc, NULL};
+static const nb_module_vt logsm_vt = {"LogSoftmax", logsm_fw, dim_desc, NULL};
+static const nb_module_vt flatten_vt = {"Flatten", flatten_fw, flat_desc, NULL};
 
 nb_module *nb_nn_relu(nb_model *m) { return nb_module_new(m, &relu_vt); }
 nb_module *nb_nn_sigmoid(nb_model *m) { return nb_module_new(m, &sigmoid_vt); }

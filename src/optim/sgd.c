@@ -16,6 +16,7 @@ static nb_status sgd_step(nb_optimizer *o)
     const int first = o->steps == 0;
     for (int k = 0; k < m->nparams; k++) {
         nb_param *p = &m->params[k];
+        if (p->buffer) continue;
         float *w = p->t.data, *g = p->t.grad, *v = o->state ? o->state + p->offset : NULL;
         const float wd = p->no_decay ? 0.0f : s->weight_decay;
         const int64_t n = nb_tensor_numel(&p->t);

@@ -1,0 +1,378 @@
+/* Activations (the notes §1, §11): sigmoid, tanh, relu, leaky_relu, softmax,
+ * log_softmax. Each result is a new contiguous tensor of x's shape.
+ *
+ * A strided x is first copied into the result's buffer and transformed in
+ * place, so every kernel below runs over contiguous memory. Backward passes
+ * read the saved output (sigmoid, tanh, relu, softmax, log_softmax) or the
+ * input (leaky_relu, whose sign test must be on x as in torch). Loops split
+ * across OpenMP threads with a static schedule once a tensor is big enough;
+ * each element or row is computed by one thread, so results do not depend on
+ * the thread count. */
+#include "../core/internal.h"
+#include "fastmath.h"
+#include <math.h>
+#include <stdint.h>
+
+/* Below this many elements a single thread is faster than a parallel region. */
+#define NB__ACT_PAR_MIN 32768
+
+/* ---- vectorisable math -----------------------------------------------------
+ * libm's expf/tanhf are calls that stop the compiler from vectorising a loop.
+ * These inline versions are plain arithmetic and bit operations, and choose
+ * with sel() (bit masks) rather than ?:, because GCC will not if-convert a ?:
+ * that guards floating-point arithmetic without -fno-trapping-math. Checked
+ * over every float of their domain against double-precision exp/tanh:
+ * exp_nonpos within 1 ulp, tanh_fast within 1.6 ulp (glibc's tanhf: 2.2).
+ * sel and exp_nonpos are in fastmath.h. */
+
+/* tanh: Cephes' odd polynomial below |x| = 0.625, (1 - e)/(1 + e) with
+ * e = e^-2|x| above (no cancellation there). */
+static inline float tanh_fast(float x)
+{
+    float ax = fabsf(x), z = x * x;
+    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z
+                    + 1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+    float e = exp_nonpos(-2.0f * ax);
+    float big = copysignf((1.0f - e) / (1.0f + e), x);
+    return sel(ax < 0.625f, small, big);
+}
+
+/* ---- shared plumbing ------------------------------------------------------ */
+
+/* Allocates y like x and returns x's values as a contiguous array: x->data
+ * when x is contiguous, else y->data after copying x into it (the kernels may
+ * then work in place). */
+static nb_tensor *unary_out(nb_ctx *ctx, nb_tensor *x, const float **src)
+{
+    nb_tensor *y = nb_tensor_new(ctx, x->ndim, x->shape);
+    if (!y) return NULL;
+    if (nb_tensor_is_contiguous(x)) {
+        *src = x->data;
+    } else {
+        nb_tensor_copy_out(x, y->data);
+        *src = y->data;
+    }
+    return y;
+}
+
+/* x's values as a contiguous array for a backward pass (a copy in the arena
+ * when x is a strided view); NULL when out of memory. */
+static const float *contiguous_values(nb_ctx *ctx, nb_tensor *x)
+{
+    if (nb_tensor_is_contiguous(x)) return x->data;
+    float *buf = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)nb_tensor_numel(x) * sizeof(float));
+    if (!buf) {
+        nb__ctx_set_status(ctx, NB_ERR_NOMEM);
+        return NULL;
+    }
+    nb_tensor_copy_out(x, buf);
+    return buf;
+}
+
+static nb_tensor *record1(nb_ctx *ctx, int op, const char *name, nb_tensor *x, nb_tensor *y, float f0)
+{
+    int want = nb_grad_enabled(ctx) && x->requires_grad;
+    nb__node *n = nb__record(ctx, op, y, &x, 1);
+    if (want && !n) return nb__op_fail(ctx, NB_ERR_NOMEM, "%s: out of memory recording the op", name);
+    if (n) n->f[0] = f0;
+    return y;
+}
+
+/* ---- sigmoid -------------------------------------------------------------- */
+
+/* 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) below, through e = e^-|x| <= 1: no
+ * overflow for any x, and tiny outputs keep their relative precision. */
+nb_tensor *nb_sigmoid(nb_ctx *ctx, nb_tensor *x)
+{
+    if (nb__any_null(&x, 1)) return NULL;
+    const float *s;
+    nb_tensor *y = unary_out(ctx, x, &s);
+    if (!y) return NULL;
+    float *d = y->data;
+    int64_t n = nb_tensor_numel(x);
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float v = s[i], e = exp_nonpos(-fabsf(v)), r = 1.0f / (1.0f + e);
+        d[i] = sel(v >= 0, 1.0f, e) * r;
+    }
+    return record1(ctx, NB__OP_SIGMOID, "sigmoid", x, y, 0);
+}
+
+nb_status nb__bw_sigmoid(nb_ctx *ctx, nb__node *nd)
+{
+    (void)ctx;
+    const float *y = nd->out->data, *g = nd->out->grad;
+    float *gx = nd->in[0]->grad;
+    int64_t n = nb_tensor_numel(nd->out);
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i] * (1.0f - y[i]);
+    return NB_OK;
+}
+
+/* ---- tanh ----------------------------------------------------------------- */
+
+nb_tensor *nb_tanh(nb_ctx *ctx, nb_tensor *x)
+{
+    if (nb__any_null(&x, 1)) return NULL;
+    const float *s;
+    nb_tensor *y = unary_out(ctx, x, &s);
+    if (!y) return NULL;
+    float *d = y->data;
+    int64_t n = nb_tensor_numel(x);
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) d[i] = tanh_fast(s[i]);
+    return record1(ctx, NB__OP_TANH, "tanh", x, y, 0);
+}
+
+nb_status nb__bw_tanh(nb_ctx *ctx, nb__node *nd)
+{
+    (void)ctx;
+    const float *y = nd->out->data, *g = nd->out->grad;
+    float *gx = nd->in[0]->grad;
+    int64_t n = nb_tensor_numel(nd->out);
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (1.0f - y[i] * y[i]);
+    return NB_OK;
+}
+
+/* ---- relu ----------------------------------------------------------------- */
+
+/* max(0, x); NaN passes through (torch's clamp_min). The gradient is 0 at
+ * x == 0, as torch (threshold_backward on the result). */
+nb_tensor *nb_relu(nb_ctx *ctx, nb_tensor *x)
+{
+    if (nb__any_null(&x, 1)) return NULL;
+    const float *s;
+    nb_tensor *y = unary_out(ctx, x, &s);
+    if (!y) return NULL;
+    float *d = y->data;
+    int64_t n = nb_tensor_numel(x);
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) d[i] = s[i] < 0 ? 0.0f : s[i];
+    return record1(ctx, NB__OP_RELU, "relu", x, y, 0);
+}
+
+nb_status nb__bw_relu(nb_ctx *ctx, nb__node *nd)
+{
+    (void)ctx;
+    const float *y = nd->out->data, *g = nd->out->grad;
+    float *gx = nd->in[0]->grad;
+    int64_t n = nb_tensor_numel(nd->out);
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) gx[i] += sel(y[i] > 0, g[i], 0.0f);
+    return NB_OK;
+}
+
+/* ---- leaky_relu ----------------------------------------------------------- */
+
+/* x > 0 ? x : slope*x; gradient x > 0 ? 1 : slope (so `slope` at 0), as
+ * torch's leaky_relu_backward, for any slope (also negative or > 1). */
+nb_tensor *nb_leaky_relu(nb_ctx *ctx, nb_tensor *x, float slope)
+{
+    if (nb__any_null(&x, 1)) return NULL;
+    const float *s;
+    nb_tensor *y = unary_out(ctx, x, &s);
+    if (!y) return NULL;
+    float *d = y->data;
+    int64_t n = nb_tensor_numel(x);
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) d[i] = sel(s[i] > 0, s[i], s[i] * slope);
+    return record1(ctx, NB__OP_LEAKY_RELU, "leaky_relu", x, y, slope);
+}
+
+nb_status nb__bw_leaky_relu(nb_ctx *ctx, nb__node *nd)
+{
+    const float *x = contiguous_values(ctx, nd->in[0]), *g = nd->out->grad;
+    if (!x) return nb__fail(NB_ERR_NOMEM, "leaky_relu backward: out of memory");
+    float *gx = nd->in[0]->grad, slope = nd->f[0];
+    int64_t n = nb_tensor_numel(nd->out);
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) gx[i] += sel(x[i] > 0, g[i], g[i] * slope);
+    return NB_OK;
+}
+
+/* ---- softmax and log_softmax ---------------------------------------------
+ * x is seen as (outer, dim, inner) with dim the softmax axis. With inner == 1
+ * (the last axis) a row is contiguous; otherwise the kernels sweep `dim`
+ * with the inner positions, a block of SM_BLOCK at a time, as the vector lanes,
+ * so every loop still walks memory with stride 1. */
+
+#define SM_BLOCK 64
+
+typedef struct { int64_t outer, dim, inner; } sm_geom;
+
+static int sm_geometry(nb_ctx *ctx, const char *name, nb_tensor *x, int axis, sm_geom *g)
+{
+    int nd = x->ndim ? x->ndim : 1;  /* a scalar has one axis of size 1, as torch */
+    int ax = nb__axis(axis, nd);
+    if (ax < 0) {
+        char b[96];
+        nb__op_fail(ctx, NB_ERR_ARG, "%s: axis %d is out of range for shape %s", name, axis,
+                    nb_shape_str(x, b, sizeof b));
+        return 0;
+    }
+    g->outer = g->inner = 1;
+    g->dim = x->ndim ? x->shape[ax] : 1;
+    for (int i = 0; i < ax; i++) g->outer *= x->shape[i];
+    for (int i = ax + 1; i < x->ndim; i++) g->inner *= x->shape[i];
+    return 1;
+}
+
+/* One row (inner == 1): y = softmax(x) or log_softmax(x); y may equal x. */
+static void sm_row(const float *x, float *y, int64_t dim, int logsm)
+{
+    float m = -INFINITY, s = 0;
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < dim; j++) m = x[j] > m ? x[j] : m;
+    if (logsm) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < dim; j++) s += exp_nonpos(x[j] - m);
+        float ls = logf(s);
+        for (int64_t j = 0; j < dim; j++) y[j] = (x[j] - m) - ls;
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < dim; j++) {
+            float e = exp_nonpos(x[j] - m);
+            y[j] = e;
+            s += e;
+        }
+        float r = 1.0f / s;
+        for (int64_t j = 0; j < dim; j++) y[j] *= r;
+    }
+}
+
+/* Positions [i0, i0+w) of one outer slab (dim x inner, inner > 1). */
+static void sm_block(const float *x, float *y, int64_t dim, int64_t inner, int64_t i0, int w, int logsm)
+{
+    float m[SM_BLOCK], s[SM_BLOCK];
+    for (int k = 0; k < w; k++) m[k] = -INFINITY, s[k] = 0;
+    for (int64_t j = 0; j < dim; j++) {
+        const float *xr = x + j * inner + i0;
+        for (int k = 0; k < w; k++) m[k] = xr[k] > m[k] ? xr[k] : m[k];
+    }
+    for (int64_t j = 0; j < dim; j++) {
+        const float *xr = x + j * inner + i0;
+        float *yr = y + j * inner + i0;
+        if (logsm)
+            for (int k = 0; k < w; k++) s[k] += exp_nonpos(xr[k] - m[k]);
+        else
+            for (int k = 0; k < w; k++) {
+                float e = exp_nonpos(xr[k] - m[k]);
+                yr[k] = e;
+                s[k] += e;
+            }
+    }
+    if (logsm) {
+        for (int k = 0; k < w; k++) s[k] = logf(s[k]);
+        for (int64_t j = 0; j < dim; j++) {
+            const float *xr = x + j * inner + i0;
+            float *yr = y + j * inner + i0;
+            for (int k = 0; k < w; k++) yr[k] = (xr[k] - m[k]) - s[k];
+        }
+    } else {
+        for (int k = 0; k < w; k++) s[k] = 1.0f / s[k];
+        for (int64_t j = 0; j < dim; j++) {
+            float *yr = y + j * inner + i0;
+            for (int k = 0; k < w; k++) yr[k] *= s[k];
+        }
+    }
+}
+
+static nb_tensor *softmax_any(nb_ctx *ctx, nb_tensor *x, int axis, int logsm)
+{
+    const char *name = logsm ? "log_softmax" : "softmax";
+    if (nb__any_null(&x, 1)) return NULL;
+    sm_geom g;
+    if (!sm_geometry(ctx, name, x, axis, &g)) return NULL;
+    const float *s;
+    nb_tensor *y = unary_out(ctx, x, &s);
+    if (!y) return NULL;
+    float *d = y->data;
+    int64_t n = g.outer * g.dim * g.inner;
+    if (g.inner == 1) {
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN && g.outer > 1)
+        for (int64_t r = 0; r < g.outer; r++) sm_row(s + r * g.dim, d + r * g.dim, g.dim, logsm);
+    } else {
+        int64_t nblk = (g.inner + SM_BLOCK - 1) / SM_BLOCK, tasks = g.outer * nblk;
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN && tasks > 1)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t o = t / nblk, i0 = (t % nblk) * SM_BLOCK;
+            int w = (int)(g.inner - i0 < SM_BLOCK ? g.inner - i0 : SM_BLOCK);
+            int64_t off = o * g.dim * g.inner;
+            sm_block(s + off, d + off, g.dim, g.inner, i0, w, logsm);
+        }
+    }
+    nb_tensor *r = record1(ctx, logsm ? NB__OP_LOG_SOFTMAX : NB__OP_SOFTMAX, name, x, y, 0);
+    if (r && r->node) {
+        r->node->i[0] = g.outer;
+        r->node->i[1] = g.dim;
+        r->node->i[2] = g.inner;
+    }
+    return r;
+}
+
+nb_tensor *nb_softmax(nb_ctx *ctx, nb_tensor *x, int axis) { return softmax_any(ctx, x, axis, 0); }
+nb_tensor *nb_log_softmax(nb_ctx *ctx, nb_tensor *x, int axis) { return softmax_any(ctx, x, axis, 1); }
+
+/* softmax:     dx = y * (g - sum_j g_j y_j)
+ * log_softmax: dx = g - exp(y) * sum_j g_j      (y is the saved output) */
+static void sm_bw_row(const float *y, const float *g, float *gx, int64_t dim, int logsm)
+{
+    float s = 0;
+    if (logsm) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < dim; j++) s += g[j];
+        for (int64_t j = 0; j < dim; j++) gx[j] += g[j] - exp_nonpos(y[j]) * s;
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < dim; j++) s += g[j] * y[j];
+        for (int64_t j = 0; j < dim; j++) gx[j] += y[j] * (g[j] - s);
+    }
+}
+
+static void sm_bw_block(const float *y, const float *g, float *gx, int64_t dim, int64_t inner,
+                        int64_t i0, int w, int logsm)
+{
+    float s[SM_BLOCK];
+    for (int k = 0; k < w; k++) s[k] = 0;
+    for (int64_t j = 0; j < dim; j++) {
+        const float *yr = y + j * inner + i0, *gr = g + j * inner + i0;
+        if (logsm)
+            for (int k = 0; k < w; k++) s[k] += gr[k];
+        else
+            for (int k = 0; k < w; k++) s[k] += gr[k] * yr[k];
+    }
+    for (int64_t j = 0; j < dim; j++) {
+        const float *yr = y + j * inner + i0, *gr = g + j * inner + i0;
+        float *xr = gx + j * inner + i0;
+        if (logsm)
+            for (int k = 0; k < w; k++) xr[k] += gr[k] - exp_nonpos(yr[k]) * s[k];
+        else
+            for (int k = 0; k < w; k++) xr[k] += yr[k] * (gr[k] - s[k]);
+    }
+}
+
+static nb_status softmax_bw(nb__node *nd, int logsm)
+{
+    const float *y = nd->out->data, *g = nd->out->grad;
+    float *gx = nd->in[0]->grad;
+    int64_t outer = nd->i[0], dim = nd->i[1], inner = nd->i[2], n = outer * dim * inner;
+    if (inner == 1) {
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN && outer > 1)
+        for (int64_t r = 0; r < outer; r++)
+            sm_bw_row(y + r * dim, g + r * dim, gx + r * dim, dim, logsm);
+    } else {
+        int64_t nblk = (inner + SM_BLOCK - 1) / SM_BLOCK, tasks = outer * nblk;
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN && tasks > 1)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t o = t / nblk, i0 = (t % nblk) * SM_BLOCK;
+            int w = (int)(inner - i0 < SM_BLOCK ? inner - i0 : SM_BLOCK);
+            int64_t off = o * dim * inner;
+            sm_bw_block(y + off, g + off, gx + off, dim, inner, i0, w, logsm);
+        }
+    }
+    return NB_OK;
+}
+
+nb_status nb__bw_softmax(nb_ctx *ctx, nb__node *nd) { (void)ctx; return softmax_bw(nd, 0); }
+nb_status nb__bw_log_softmax(nb_ctx *ctx, nb__node *nd) { (void)ctx; return softmax_bw(nd, 1); }
