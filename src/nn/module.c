@@ -67,7 +67,8 @@ nb_module *nb_nn_sequential(nb_model *m) { return nb_module_new(m, &seq_vt); }
 
 nb_status nb_module_add_child(nb_module *parent, const char *name, nb_module *child)
 {
-    if (!parent || !child || !name || !*name) return nb__fail(NB_ERR_ARG, "add_child: NULL module or empty name");
+    if (!child) return NB_ERR_ARG; /* its constructor failed and kept the message */
+    if (!parent || !name || !*name) return nb__fail(NB_ERR_ARG, "add_child: NULL module or empty name");
     if (child->model != parent->model) return nb__fail(NB_ERR_ARG, "add_child: modules of different models");
     nb_module **c = NB_REALLOC(parent->children, sizeof *c * (size_t)(parent->nchildren + 1));
     if (c) parent->children = c;
@@ -96,7 +97,8 @@ nb_status nb_module_add_child(nb_module *parent, const char *name, nb_module *ch
 
 nb_status nb_sequential_add(nb_module *seq, nb_module *child)
 {
-    if (!seq || !child) return nb__fail(NB_ERR_ARG, "sequential_add: NULL module");
+    if (!child) return NB_ERR_ARG; /* its constructor failed and kept the message */
+    if (!seq) return nb__fail(NB_ERR_ARG, "sequential_add: NULL module");
     if (seq->vt != &seq_vt) return nb__fail(NB_ERR_ARG, "sequential_add: %s is not a Sequential", seq->vt->kind);
     char index[16];
     snprintf(index, sizeof index, "%d", seq->nchildren);
