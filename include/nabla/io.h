@@ -7,7 +7,8 @@
  * each violation has its own message (nb_last_error) and status
  * NB_ERR_FORMAT. Tensors are converted to float32 on load (F32, F16, BF16,
  * F64). Writing is atomic: a temporary file in the same directory, fsync,
- * rename, so a good file is never left half-written. */
+ * rename, so a good file is never left half-written (a new file gets mode
+ * 0644, a replaced one keeps its mode; a symlink at path is replaced). */
 #ifndef NABLA_IO_H
 #define NABLA_IO_H
 
@@ -25,12 +26,13 @@ typedef struct nb_st_tensor {
     int      ndim;
     int64_t  shape[NB_MAX_DIMS];
     int64_t  numel;
-    float   *data;                     /* numel floats, converted */
+    float   *data;                     /* numel floats, converted; NULL if numel == 0 */
 } nb_st_tensor;
 
+/* Made only by nb_safetensors_parse/load (it carries private fields). */
 typedef struct nb_safetensors {
     int           n;
-    nb_st_tensor *tensors;             /* in file order of data offsets */
+    nb_st_tensor *tensors;             /* in file order of data offsets; NULL if n == 0 */
     int           nmeta;
     char        **meta_keys, **meta_values;
 } nb_safetensors;
@@ -52,7 +54,7 @@ typedef struct nb_st_entry {
     const float   *data;               /* numel floats, contiguous */
 } nb_st_entry;
 
-/* Write n tensors (names unique) in dtype, with metadata pairs
+/* Write n tensors (names unique, valid UTF-8, not "__metadata__") in dtype, with metadata pairs
  * meta_kv[2*i] = key, meta_kv[2*i+1] = value (nmeta pairs, may be 0). */
 nb_status nb_safetensors_save(const char *path, const nb_st_entry *e, int n, nb_st_dtype dtype,
                               const char *const *meta_kv, int nmeta);
