@@ -10,4 +10,5 @@
 #include "nabla/io.h"
 #include "nabla/data.h"
 #include "nabla/image.h"
+#include "nabla/summary.h"
 #endif

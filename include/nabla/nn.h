@@ -38,8 +38,9 @@ typedef struct nb_module_vt {
     nb_tensor *(*forward)(nb_module *m, nb_ctx *ctx, nb_tensor *x);
     /* One line of configuration, e.g. "in_features=784, out_features=256". */
     void (*describe)(const nb_module *m, char *buf, size_t size);
-    /* Optional: fill g and return 1 for layers with a spatial footprint or
-     * MACs (conv, pool, linear); NULL or 0 = pointwise, no MACs. */
+    /* Optional: fill g (it arrives zeroed) and return 1 for layers with a
+     * spatial footprint (conv, pool), 0 for those without one that still
+     * count MACs (Linear); NULL = no footprint, no MACs. */
     int (*geometry)(const nb_module *m, nb_layer_geometry *g);
 } nb_module_vt;
 
@@ -68,6 +69,11 @@ struct nb_model {
     size_t     cap;
     nb_module **modules;
     int        nmodules;
+    /* While param_override is set, nb_model_param(param_override_index)
+     * returns it instead of the parameter (and sets param_override_used):
+     * how a weight-normalised layer sees its computed weight. */
+    nb_tensor *param_override;
+    int        param_override_index, param_override_used;
 };
 
 nb_model  *nb_model_new(const char *name, const char *config);
@@ -94,6 +100,12 @@ nb_module *nb_module_new(nb_model *m, const nb_module_vt *vt);
 /* torch.nn.Linear: weight (out,in) and bias (out), PyTorch's default init
  * (kaiming_uniform(a=sqrt 5) = U(-1/sqrt(in), 1/sqrt(in)) for both). */
 nb_module *nb_nn_linear(nb_model *m, nb_rng *rng, int in_features, int out_features, int bias);
+/* torch.nn.Conv2d: weight (out, in/groups, kh, kw) and bias (out), PyTorch's
+ * default init (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both, fan_in =
+ * in/groups*kh*kw). opts: nb_conv2d_opts of nabla/ops.h, as nb_conv2d (NULL =
+ * stride 1, no padding). */
+nb_module *nb_nn_conv2d(nb_model *m, nb_rng *rng, int in_channels, int out_channels, int kh, int kw,
+                        const struct nb_conv2d_opts *opts, int bias);
 nb_module *nb_nn_relu(nb_model *m);
 nb_module *nb_nn_sigmoid(nb_model *m);
 nb_module *nb_nn_tanh(nb_model *m);
@@ -102,11 +114,49 @@ nb_module *nb_nn_softmax(nb_model *m, int axis);
 nb_module *nb_nn_log_softmax(nb_model *m, int axis);
 nb_module *nb_nn_flatten(nb_model *m, int start_dim);  /* torch default 1 */
 nb_module *nb_nn_sequential(nb_model *m);
+/* torch.nn.MaxPool2d / AvgPool2d (opts as nb_max_pool2d / nb_avg_pool2d,
+ * copied; stride 0 = kernel), AdaptiveAvgPool2d, Dropout (train/eval from
+ * the model's training flag). NULL with NB_ERR_ARG on bad settings. */
+struct nb_pool2d_opts;   /* nabla/ops.h */
+nb_module *nb_nn_max_pool2d(nb_model *m, const struct nb_pool2d_opts *opts);
+nb_module *nb_nn_avg_pool2d(nb_model *m, const struct nb_pool2d_opts *opts);
+nb_module *nb_nn_adaptive_avg_pool2d(nb_model *m, int out_h, int out_w);
+nb_module *nb_nn_dropout(nb_model *m, float p);
+/* torch.nn.BatchNorm1d (input (N,C) or (N,C,L)) and BatchNorm2d ((N,C,H,W)),
+ * torch defaults eps 1e-5, momentum 0.1 (NAN = torch's momentum=None: a
+ * cumulative average). Parameters "weight" (ones) and "bias" (zeros) when
+ * affine; buffers "running_mean" (zeros), "running_var" (ones) and
+ * "num_batches_tracked" (0-d; a float count here, int64 in torch), saved with
+ * the weights and never trained. Train mode (nb_model_train) normalises with
+ * the batch statistics and updates the buffers; eval mode uses the running
+ * statistics. */
+nb_module *nb_nn_batch_norm1d(nb_model *m, int num_features, float eps, float momentum, int affine);
+nb_module *nb_nn_batch_norm2d(nb_model *m, int num_features, float eps, float momentum, int affine);
+/* torch.nn.utils.weight_norm(layer, "weight", dim): the parameter "weight"
+ * (any layer with one: Linear, Conv2d, ...) becomes "weight_v" (same shape
+ * and values) and a new "weight_g" (size of dimension dim, 1 elsewhere; 0-d
+ * for dim = -1, torch's dim=None: one norm over the whole tensor), initialised
+ * to ||v|| so the layer is unchanged; each forward uses
+ * w = g * v / ||v|| (norm over every dimension but dim), built from ops, so
+ * g and v get their gradients from autograd. Apply it before or after adding
+ * the layer to a container. NB_ERR_ARG: no "weight", a container, applied
+ * twice, dim out of range. */
+nb_status  nb_nn_weight_norm(nb_module *layer, int dim);
 /* Append child: its parameters are renamed "<index>.<name>". */
 nb_status  nb_sequential_add(nb_module *seq, nb_module *child);
 /* Make child a named child of parent (any kind): its parameters and buffers
  * are renamed "<name>.<old name>", as torch's attribute modules. */
 nb_status  nb_module_add_child(nb_module *parent, const char *name, nb_module *child);
+/* Residual addition: y = x + body(x), body a child named "body"; body must
+ * keep x's shape. */
+nb_module *nb_nn_residual(nb_model *m, nb_module *body);
+/* torchvision's ResNet BasicBlock: out = relu(bn2(conv2(relu(bn1(conv1(x)))))
+ * + shortcut(x)); conv1 3x3 stride `stride` padding 1, conv2 3x3 padding 1,
+ * both without bias; shortcut = x, or downsample = Sequential(1x1 conv stride
+ * `stride` without bias, BatchNorm2d) when stride != 1 or the channel count
+ * changes. Children conv1, bn1, relu, conv2, bn2[, downsample] as torchvision
+ * names them ("conv1.weight", "downsample.1.running_mean", ...). */
+nb_module *nb_nn_basic_block(nb_model *m, nb_rng *rng, int in_channels, int out_channels, int stride);
 /* One line per module into buf: "(0): Linear(in_features=784, ...)". */
 void       nb_module_print(const nb_module *mod, char *buf, size_t size);
 

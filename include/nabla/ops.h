@@ -105,6 +105,41 @@ nb_tensor *nb_hinge_loss(nb_ctx *ctx, nb_tensor *input, nb_tensor *target, nb_re
 nb_tensor *nb_multi_margin_loss(nb_ctx *ctx, nb_tensor *input, const int32_t *target,
                                 int p, float margin, const float *weight, nb_reduction r);
 
+/* ---- convolution, pooling, normalisation, dropout (NCHW, as torch) -------
+ * Option structs: a zero stride, dilation or groups means 1; kernel sizes
+ * must be given. Output size per spatial dim:
+ *   floor((in + 2*padding - dilation*(kernel-1) - 1) / stride) + 1
+ * (ceil instead of floor with ceil_mode, as torch, for the pools). */
+typedef struct nb_conv2d_opts {
+    int stride[2], padding[2], dilation[2];
+    int groups;
+} nb_conv2d_opts;
+/* x (N,C,H,W), w (O, C/groups, kh, kw), b (O) or NULL -> (N,O,OH,OW).
+ * opts NULL = stride 1, padding 0, dilation 1, groups 1. */
+nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv2d_opts *opts);
+
+typedef struct nb_pool2d_opts {
+    int kernel[2], stride[2], padding[2], dilation[2];  /* stride 0 = kernel (torch default) */
+    int ceil_mode;
+    int count_include_pad;   /* avg_pool2d: torch default 1 (set it: 0 here means 0) */
+} nb_pool2d_opts;
+/* max_pool2d (N,C,H,W): padding is -inf; gradient to the first maximum of each window. */
+nb_tensor *nb_max_pool2d(nb_ctx *ctx, nb_tensor *x, const nb_pool2d_opts *opts);
+nb_tensor *nb_avg_pool2d(nb_ctx *ctx, nb_tensor *x, const nb_pool2d_opts *opts);
+/* adaptive_avg_pool2d: windows [floor(i*H/OH), ceil((i+1)*H/OH)) as torch. */
+nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int out_h, int out_w);
+
+/* batch_norm: x (N,C) or (N,C,*); weight, bias (C) or NULL. Training: batch
+ * statistics (biased variance to normalise); running_mean/running_var (C
+ * floats, or NULL) updated in place as torch: r = (1-momentum) r + momentum s,
+ * with the unbiased batch variance. Evaluation: the running statistics. */
+nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias,
+                         float *running_mean, float *running_var, int training,
+                         float momentum, float eps);
+/* dropout: training zeroes each element with probability p (ctx generator)
+ * and scales the rest by 1/(1-p); identity when !training or p == 0. */
+nb_tensor *nb_dropout(nb_ctx *ctx, nb_tensor *x, float p, int training);
+
 #ifdef __cplusplus
 }
 #endif

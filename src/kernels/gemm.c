@@ -9,11 +9,18 @@
  *         pack A block into MR-row panels
  *         macro-kernel: for each MR panel (held in L1), sweep the NR
  *                       panels of B with the register-blocked micro-kernel
+ * Small M is where packing hurts (each element of B is used only M times):
+ * a row-major B is then read in place, and a transposed B (x W^T, the
+ * forward of a linear layer) is not transposed at all: the kernel computes
+ * tiles of C^T = B op(A)^T with B's rows as the broadcast operand and
+ * stores them transposed (use_transposed).
+ *
  * Threads own disjoint rectangles of C and never split K, so every element
  * is computed by the same sequence of operations whatever the thread count:
  * results are bit-identical for 1, 2, ... threads. */
 #include "../core/internal.h"
 #include "simd.h"
+#include <pthread.h>
 #include <stdint.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -34,6 +41,13 @@ void nb_gemm(int transa, int transb, int M, int N, int K, float alpha,
 
 const char *nb_gemm_isa(void) { return "openblas"; }
 
+/* The test hook of the native build: nothing to choose here. */
+int nb__gemm_force_isa(const char *name)
+{
+    (void)name;
+    return 1;
+}
+
 #else
 
 /* ---- portable micro-kernel (plain C; the compiler vectorises what it can) - */
@@ -44,9 +58,9 @@ static void scalar_pack_a(int trans, const float *A, ptrdiff_t lda, int mc, int 
 {
     for (int i0 = 0; i0 < mc; i0 += SMR, dst += SMR * kc) {
         const int rows = mc - i0 < SMR ? mc - i0 : SMR;
-        for (int k = 0; k < kc; k++) /* pad rows are zero: the kernel reads them */
-            for (int i = 0; i < SMR; i++)
-                dst[k * SMR + i] = i >= rows ? 0.0f : trans ? A[k * lda + i0 + i] : A[(i0 + i) * lda + k];
+        for (int k = 0; k < kc; k++)
+            for (int i = 0; i < rows; i++)
+                dst[k * SMR + i] = trans ? A[k * lda + i0 + i] : A[(i0 + i) * lda + k];
     }
 }
 
@@ -60,17 +74,19 @@ static void scalar_pack_b(int trans, const float *B, ptrdiff_t ldb, int kc, int 
     }
 }
 
-static void scalar_tile(int mr, int nr, int kc, const float *a, const float *b,
+/* A is packed (as = SMR, pad rows zero) or in place (as = lda, only mr
+ * rows exist). */
+static void scalar_tile(int mr, int nr, int kc, const float *a, ptrdiff_t as, const float *b,
                         ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha, float beta)
 {
     float acc[SMR][SNR] = {{0}};
-    if (nr == SNR) {
-        for (int k = 0; k < kc; k++, a += SMR, b += rsb)
+    if (mr == SMR && nr == SNR) {
+        for (int k = 0; k < kc; k++, a += as, b += rsb)
             for (int i = 0; i < SMR; i++)
                 for (int j = 0; j < SNR; j++) acc[i][j] += a[i] * b[j];
     } else {
-        for (int k = 0; k < kc; k++, a += SMR, b += rsb)
-            for (int i = 0; i < SMR; i++)
+        for (int k = 0; k < kc; k++, a += as, b += rsb)
+            for (int i = 0; i < mr; i++)
                 for (int j = 0; j < nr; j++) acc[i][j] += a[i] * b[j];
     }
     for (int i = 0; i < mr; i++)
@@ -80,19 +96,19 @@ static void scalar_tile(int mr, int nr, int kc, const float *a, const float *b,
         }
 }
 
-static void scalar_macro(int mc, int nc, int kc, float alpha, const float *Ap,
+static void scalar_macro(int mc, int nc, int kc, float alpha, const float *A, ptrdiff_t lda,
                          const float *B, ptrdiff_t rsb, ptrdiff_t panel,
                          float beta, float *C, ptrdiff_t ldc)
 {
     for (int ir = 0; ir < mc; ir += SMR)
         for (int jr = 0; jr < nc; jr += SNR)
             scalar_tile(mc - ir < SMR ? mc - ir : SMR, nc - jr < SNR ? nc - jr : SNR, kc,
-                        Ap + (ptrdiff_t)ir * kc, B + jr / SNR * panel, rsb,
-                        C + ir * ldc + jr, ldc, alpha, beta);
+                        lda ? A + ir : A + (ptrdiff_t)ir * kc, lda ? lda : SMR,
+                        B + jr / SNR * panel, rsb, C + ir * ldc + jr, ldc, alpha, beta);
 }
 
 static const nb__gemm_impl scalar_impl = {
-    "scalar", SMR, SNR, 256, 64, 1024, scalar_pack_a, scalar_pack_b, scalar_macro,
+    "scalar", SMR, SNR, 256, 64, 1024, scalar_pack_a, scalar_pack_b, scalar_macro, NULL,
 };
 
 /* ---- choosing the kernel --------------------------------------------------- */
@@ -152,10 +168,39 @@ const char *nb_gemm_isa(void) { return get_impl()->name; }
 
 /* ---- per-thread packing buffers -------------------------------------------- */
 
-/* Grown on demand, kept for the thread's life: no allocation per call in a
- * steady state. 64-byte aligned for full-line vector loads. */
+/* Grown on demand and kept for the thread's life: no allocation per call
+ * in a steady state. 64-byte aligned for full-line vector loads. A thread's
+ * buffers are freed when it exits (OpenMP shrinking its pool, a caller's
+ * own threads) by a pthread key destructor. */
 typedef struct { void *raw; float *p; size_t cap; } pack_buf;
-static _Thread_local pack_buf tls_a, tls_b;
+typedef struct { pack_buf a, b; } pack_bufs;
+
+static pthread_key_t bufs_key;
+static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
+static int bufs_key_ok;
+static _Thread_local pack_bufs *tls_bufs;
+
+static void bufs_free(void *p)
+{
+    pack_bufs *b = p;
+    NB_FREE(b->a.raw);
+    NB_FREE(b->b.raw);
+    NB_FREE(b);
+}
+
+static void bufs_key_init(void) { bufs_key_ok = pthread_key_create(&bufs_key, bufs_free) == 0; }
+
+/* This thread's buffers; NULL when out of memory. */
+static pack_bufs *bufs_get(void)
+{
+    if (tls_bufs) return tls_bufs;
+    pack_bufs *b = NB_MALLOC(sizeof *b);
+    if (!b) return NULL;
+    memset(b, 0, sizeof *b);
+    pthread_once(&bufs_once, bufs_key_init);
+    if (bufs_key_ok) pthread_setspecific(bufs_key, b); /* else kept until exit */
+    return tls_bufs = b;
+}
 
 static float *buf_get(pack_buf *b, size_t nfloat)
 {
@@ -191,12 +236,37 @@ static const float *b_at(const gemm_args *g, int k, int j)
 
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
-/* Whether B is read in place rather than packed. Packing pays when the B
- * block is swept by many A panels; for a few (small M) the copy costs more
- * than it saves. Only a row-major B (no transpose) can be read in place. */
-static int b_in_place(const nb__gemm_impl *im, const gemm_args *g, int m)
+/* Largest M for the transposed path (use_transposed); measured. */
+#define NB_GEMM_T_MAX_M 256
+
+/* Whether B is read in place rather than packed (only a row-major B can
+ * be). Packing pays when many A panels sweep the B block; for a few (small
+ * M) the copy costs more than it saves, unless the rows of B are far apart
+ * (TLB misses) or 4 KiB apart (every row in the same L1 sets). Measured:
+ * M = 64 gains 7-20% in place for N < 1024, M >= 128 gains nothing. */
+static int b_in_place(const gemm_args *g, int m)
 {
-    return !g->transb && m <= 4 * im->mr;
+    return !g->transb && m <= 96 && g->ldb < 1024;
+}
+
+/* Whether to compute C^T tiles from B^T rows in place (macro_t): for a
+ * transposed B and small M, where transposing B into panels would cost as
+ * much as the product itself. Depends on the whole problem only, so every
+ * thread takes the same path (same bits for any thread count). */
+static int use_transposed(const nb__gemm_impl *im, const gemm_args *g, int M)
+{
+    return g->transb && im->macro_t && M <= NB_GEMM_T_MAX_M;
+}
+
+/* Whether A is read in place rather than packed: only a transposed A
+ * (stored K x M, the dW = dY^T X of a linear layer) is laid out like a
+ * panel, and only for a short K (the batch): an in-place micro-panel takes
+ * up to 2 cache lines per k instead of 56 bytes, so K <= 128 keeps it in
+ * L1 unless its rows are a multiple of 2 KiB apart (then they share too few
+ * L1 sets). Measured: 100x128x64 +10%, 256x784x64 +3%, lda = 512 -4%. */
+static int a_in_place(const gemm_args *g)
+{
+    return g->transa && g->K <= 128 && g->lda % 512 != 0;
 }
 
 /* C[i0:i0+m, j0:j0+n] of the product. Returns 0 when a buffer could not be
@@ -207,10 +277,12 @@ static int gemm_block(const nb__gemm_impl *im, const gemm_args *g, int i0, int m
     const int kcmax = K < im->kc ? K : im->kc;
     const int mcmax = m < im->mc ? m : im->mc;
     const int ncmax = n < im->nc ? n : im->nc;
-    const int direct = b_in_place(im, g, m);
-    float *Ap = buf_get(&tls_a, (size_t)round_up(mcmax, MR) * kcmax);
-    float *Bp = direct ? NULL : buf_get(&tls_b, (size_t)round_up(ncmax, NR) * kcmax);
-    if (!Ap || (!direct && !Bp)) return 0;
+    const int direct = b_in_place(g, m), adirect = a_in_place(g);
+    pack_bufs *bufs = bufs_get();
+    if (!bufs) return 0;
+    float *Ap = adirect ? NULL : buf_get(&bufs->a, (size_t)round_up(mcmax, MR) * kcmax);
+    float *Bp = direct ? NULL : buf_get(&bufs->b, (size_t)round_up(ncmax, NR) * kcmax);
+    if ((!adirect && !Ap) || (!direct && !Bp)) return 0;
 
     for (int jc = 0; jc < n; jc += im->nc) {
         const int nc = n - jc < im->nc ? n - jc : im->nc;
@@ -231,11 +303,31 @@ static int gemm_block(const nb__gemm_impl *im, const gemm_args *g, int i0, int m
             }
             for (int ic = 0; ic < m; ic += im->mc) {
                 const int mc = m - ic < im->mc ? m - ic : im->mc;
-                im->pack_a(g->transa, a_at(g, i0 + ic, pc), g->lda, mc, kc, Ap);
-                im->macro(mc, nc, kc, g->alpha, Ap, Bk, rsb, panel, beta,
-                          g->C + (ptrdiff_t)(i0 + ic) * g->ldc + j0 + jc, g->ldc);
+                const float *Ak = a_at(g, i0 + ic, pc);
+                if (!adirect) im->pack_a(g->transa, Ak, g->lda, mc, kc, Ap);
+                im->macro(mc, nc, kc, g->alpha, adirect ? Ak : Ap, adirect ? g->lda : 0, Bk,
+                          rsb, panel, beta, g->C + (ptrdiff_t)(i0 + ic) * g->ldc + j0 + jc,
+                          g->ldc);
             }
         }
+    }
+    return 1;
+}
+
+/* The same for use_transposed(): op(A)^T packed as B panels (all m rows at
+ * once: m is small), B's rows read in place. */
+static int gemm_block_t(const nb__gemm_impl *im, const gemm_args *g, int i0, int m, int j0, int n)
+{
+    const int K = g->K;
+    const int kcmax = K < im->kc ? K : im->kc;
+    pack_bufs *bufs = bufs_get();
+    float *At = bufs ? buf_get(&bufs->a, (size_t)round_up(m, im->nr) * kcmax) : NULL;
+    if (!At) return 0;
+    for (int pc = 0; pc < K; pc += im->kc) {
+        const int kc = K - pc < im->kc ? K - pc : im->kc;
+        im->pack_b(!g->transa, a_at(g, i0, pc), g->lda, kc, m, At);
+        im->macro_t(m, n, kc, g->alpha, At, b_at(g, pc, j0), g->ldb,
+                    pc == 0 ? g->beta : 1.0f, g->C + (ptrdiff_t)i0 * g->ldc + j0, g->ldc);
     }
     return 1;
 }
@@ -249,24 +341,59 @@ static void gemm_block_ref(const gemm_args *g, int i0, int m, int j0, int n)
 }
 
 /* Below this many flops one thread is faster than waking a second (the
- * fork/join costs a few microseconds; measured with bench/bench_gemm). */
-#define NB_GEMM_MT_FLOPS 400000.0
+ * fork/join costs 1-3 microseconds; measured: 64x48x64 loses with two
+ * threads, 64x64x64 gains 8%, 64x100x128 gains 60%). */
+#define NB_GEMM_MT_FLOPS 5.0e5
 
-/* Split C into a tm x tn grid of rectangles, one per thread, that keeps
- * every thread's share of micro-tiles nearly equal and packs least. */
-static void choose_grid(int nth, int mt, int nt, int *tm, int *tn)
+/* The largest extent, in elements, of `parts` nearly equal runs of the
+ * `tiles` tiles of size `unit` covering `total`. */
+static int max_share(int total, int unit, int tiles, int parts)
 {
-    double best = -1;
-    for (int a = 1; a <= nth; a++) {
-        if (nth % a) continue;
-        const int b = nth / a;
-        if (a > mt || b > nt) continue;
-        /* the largest rectangle, in tiles; ties go to splitting N (each
-         * thread then packs all of A, the smaller panel set) */
-        const double cost = (double)((mt + a - 1) / a) * ((nt + b - 1) / b) + 1e-3 * a;
-        if (best < 0 || cost < best) best = cost, *tm = a, *tn = b;
+    int worst = 0;
+    for (int t = 0; t < parts; t++) {
+        const int lo = (int)((long)tiles * t / parts) * unit;
+        int hi = (int)((long)tiles * (t + 1) / parts) * unit;
+        if (hi > total) hi = total;
+        if (hi - lo > worst) worst = hi - lo;
     }
-    if (best < 0) *tm = 1, *tn = 1;
+    return worst;
+}
+
+/* Start of part t of `parts` nearly equal runs of the tiles covering
+ * [0, total). Given C (splitting columns), an inner boundary moves left to
+ * the start of a 64-byte line of C's first row: two threads writing one
+ * line would pass it back and forth (measured: 128x256x64 went from 19 to
+ * 13 us on 2 threads). Moving boundaries changes no result bit: every
+ * element is computed the same way in any tile. */
+static int split_at(int total, int unit, int tiles, int t, int parts, const float *C)
+{
+    if (t <= 0) return 0;
+    if (t >= parts) return total;
+    int x = (int)((long)tiles * t / parts) * unit;
+    if (x > total) x = total;
+    if (C) x -= (int)(((uintptr_t)(C + x) & 63) / sizeof(float));
+    return x;
+}
+
+/* Split C into a tm x tn grid of rectangles (tm * tn <= nth threads) that
+ * makes the largest rectangle smallest: the slowest thread sets the time.
+ * When C's rows do not start on 64-byte lines, a split of the columns
+ * makes two threads share the line at every row end, so it counts 20%
+ * more. Ties go to fewer threads, then to splitting N (each thread then
+ * packs all of A, usually the smaller operand). */
+static void choose_grid(int nth, int M, int N, int mu, int nu, const float *C, int ldc,
+                        int *tm, int *tn)
+{
+    const int mt = (M + mu - 1) / mu, nt = (N + nu - 1) / nu;
+    const int ragged = (((uintptr_t)C | (uintptr_t)ldc * sizeof(float)) & 63) != 0;
+    double best = -1;
+    *tm = *tn = 1;
+    for (int a = 1; a <= nth && a <= mt; a++)
+        for (int b = 1; a * b <= nth && b <= nt; b++) {
+            const double cost = (double)max_share(M, mu, mt, a) * max_share(N, nu, nt, b) *
+                                (ragged && b > 1 ? 1.2 : 1.0) * (1 + 1e-6 * (a * b) + 1e-9 * a);
+            if (best < 0 || cost < best) best = cost, *tm = a, *tn = b;
+        }
 }
 
 static void scale_c(int M, int N, float beta, float *C, int ldc)
@@ -290,35 +417,38 @@ void nb_gemm(int transa, int transb, int M, int N, int K, float alpha,
     }
     const nb__gemm_impl *im = get_impl();
     const gemm_args g = {transa, transb, K, alpha, beta, A, B, lda, ldb, ldc, C};
-    const int mt = (M + im->mr - 1) / im->mr, nt = (N + im->nr - 1) / im->nr;
+    const int tr = use_transposed(im, &g, M);
+    /* micro-tile sizes along M and N (swapped on the transposed path) */
+    const int mu = tr ? im->nr : im->mr, nu = tr ? im->mr : im->nr;
+    const int mt = (M + mu - 1) / mu, nt = (N + nu - 1) / nu;
 
     int nth = nb_get_threads();
 #ifdef _OPENMP
     if (omp_in_parallel()) nth = 1; /* already inside a parallel caller */
 #endif
     if (2.0 * M * N * K < NB_GEMM_MT_FLOPS) nth = 1;
-    if (nth > mt * nt) nth = mt * nt;
-    if (nth <= 1) {
-        if (!gemm_block(im, &g, 0, M, 0, N)) gemm_block_ref(&g, 0, M, 0, N);
+    int tm = 1, tn = 1;
+    if (nth > 1) choose_grid(nth, M, N, mu, nu, C, ldc, &tm, &tn);
+    if (tm * tn == 1) {
+        if (!(tr ? gemm_block_t : gemm_block)(im, &g, 0, M, 0, N)) gemm_block_ref(&g, 0, M, 0, N);
         return;
     }
-    int tm = 1, tn = 1;
-    choose_grid(nth, mt, nt, &tm, &tn);
 #pragma omp parallel num_threads(tm * tn)
     {
 #ifdef _OPENMP
-        const int t = omp_get_thread_num();
+        const int me = omp_get_thread_num(), team = omp_get_num_threads();
 #else
-        const int t = 0;
+        const int me = 0, team = 1;
 #endif
-        /* tile ranges [lo, hi) of this thread's rectangle, in micro-tiles */
-        const int ti = t / tn, tj = t % tn;
-        const int ilo = (int)((long)mt * ti / tm), ihi = (int)((long)mt * (ti + 1) / tm);
-        const int jlo = (int)((long)nt * tj / tn), jhi = (int)((long)nt * (tj + 1) / tn);
-        const int i0 = ilo * im->mr, i1 = ihi * im->mr < M ? ihi * im->mr : M;
-        const int j0 = jlo * im->nr, j1 = jhi * im->nr < N ? jhi * im->nr : N;
-        if (i1 > i0 && j1 > j0 && !gemm_block(im, &g, i0, i1 - i0, j0, j1 - j0))
-            gemm_block_ref(&g, i0, i1 - i0, j0, j1 - j0);
+        /* OpenMP may grant fewer threads than asked: loop over rectangles */
+        for (int t = me; t < tm * tn; t += team) {
+            const int ti = t / tn, tj = t % tn;
+            const int i0 = split_at(M, mu, mt, ti, tm, NULL), i1 = split_at(M, mu, mt, ti + 1, tm, NULL);
+            const int j0 = split_at(N, nu, nt, tj, tn, C), j1 = split_at(N, nu, nt, tj + 1, tn, C);
+            if (i1 > i0 && j1 > j0 &&
+                !(tr ? gemm_block_t : gemm_block)(im, &g, i0, i1 - i0, j0, j1 - j0))
+                gemm_block_ref(&g, i0, i1 - i0, j0, j1 - j0);
+        }
     }
 }
 

@@ -41,6 +41,42 @@ static nb_status build_mlp(nb_model *m, const char *config, nb_rng *rng)
     return s;
 }
 
+/* The notes' CNN for 28x28 images (issue: conv 3x3 32 -> BN -> ReLU -> maxpool
+ * 2 -> conv 3x3 64 -> BN -> ReLU -> maxpool 2 -> flatten -> Linear 3136->128
+ * -> ReLU -> Dropout 0.3 -> Linear 128->10). config "C,H,W,c1,c2,hidden,classes"
+ * ("1,28,28,32,64,128,10"); names as the same nn.Sequential in torch. */
+static nb_status build_cnn(nb_model *m, const char *config, nb_rng *rng)
+{
+    int v[7];
+    if (parse_sizes(config, v, 7) != 7)
+        return nb__fail(NB_ERR_ARG, "cnn: config \"%s\" must be C,H,W,conv1,conv2,hidden,classes like 1,28,28,32,64,128,10",
+                        config);
+    if (v[1] % 4 || v[2] % 4) return nb__fail(NB_ERR_ARG, "cnn: input height and width must be multiples of 4");
+    nb_module *seq = nb_nn_sequential(m);
+    if (!seq) return NB_ERR_NOMEM;
+    m->root = seq;
+    nb_conv2d_opts pad1 = {.padding = {1, 1}};
+    nb_pool2d_opts pool2 = {.kernel = {2, 2}};
+    nb_module *layers[] = {
+        nb_nn_conv2d(m, rng, v[0], v[3], 3, 3, &pad1, 1),
+        nb_nn_batch_norm2d(m, v[3], 1e-5f, 0.1f, 1),
+        nb_nn_relu(m),
+        nb_nn_max_pool2d(m, &pool2),
+        nb_nn_conv2d(m, rng, v[3], v[4], 3, 3, &pad1, 1),
+        nb_nn_batch_norm2d(m, v[4], 1e-5f, 0.1f, 1),
+        nb_nn_relu(m),
+        nb_nn_max_pool2d(m, &pool2),
+        nb_nn_flatten(m, 1),
+        nb_nn_linear(m, rng, v[4] * (v[1] / 4) * (v[2] / 4), v[5], 1),
+        nb_nn_relu(m),
+        nb_nn_dropout(m, 0.3f),
+        nb_nn_linear(m, rng, v[5], v[6], 1),
+    };
+    nb_status s = NB_OK;
+    for (size_t i = 0; i < sizeof layers / sizeof layers[0] && !s; i++) s = nb_sequential_add(seq, layers[i]);
+    return s;
+}
+
 typedef struct {
     const char *name, *default_config;
     nb_status (*build)(nb_model *m, const char *config, nb_rng *rng);
@@ -48,6 +84,7 @@ typedef struct {
 
 static const nb__zoo_entry zoo[] = {
     {"mlp", "784,256,128,100,10", build_mlp},
+    {"cnn", "1,28,28,32,64,128,10", build_cnn},
 };
 
 const char *nb_model_default_config(const char *name)
@@ -63,7 +100,7 @@ nb_status nb_model_build(const char *name, const char *config, nb_rng *rng, nb_m
     const nb__zoo_entry *e = NULL;
     for (size_t i = 0; i < sizeof zoo / sizeof zoo[0]; i++)
         if (name && !strcmp(zoo[i].name, name)) e = &zoo[i];
-    if (!e) return nb__fail(NB_ERR_NOTFOUND, "unknown model '%s' (known: mlp)", name ? name : "(null)");
+    if (!e) return nb__fail(NB_ERR_NOTFOUND, "unknown model '%s' (known: mlp, cnn)", name ? name : "(null)");
     if (!config || !*config) config = e->default_config;
     nb_model *m = nb_model_new(name, config);
     if (!m) return NB_ERR_NOMEM;

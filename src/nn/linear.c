@@ -17,7 +17,14 @@ static void linear_describe(const nb_module *m, char *buf, size_t size)
              (long long)m->i[1], m->i[3] >= 0 ? "True" : "False");
 }
 
-static const nb_module_vt linear_vt = {"Linear", linear_forward, linear_describe, NULL};
+/* in_features MACs per output element; no spatial footprint (returns 0). */
+static int linear_geometry(const nb_module *m, nb_layer_geometry *g)
+{
+    g->macs_per_output = m->i[0];
+    return 0;
+}
+
+static const nb_module_vt linear_vt = {"Linear", linear_forward, linear_describe, linear_geometry};
 
 nb_module *nb_nn_linear(nb_model *m, nb_rng *rng, int in, int out, int bias)
 {

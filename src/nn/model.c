@@ -92,10 +92,8 @@ int nb_model_add_param(nb_model *m, const char *name, int ndim, const int64_t *s
         nb__fail(NB_ERR_ARG, "model: bad parameter arguments");
         return -1;
     }
-    if (nb_model_find_param(m, name) >= 0) {
-        nb__fail(NB_ERR_ARG, "model: parameter '%s' already exists", name);
-        return -1;
-    }
+    /* Names need not be unique yet: a layer built before it joins its
+     * container is renamed then; nb_model_save refuses duplicates. */
     int64_t n = nb__numel(ndim, shape);
     /* Each parameter starts on a 64-byte boundary (16 floats) for SIMD. */
     size_t off = (m->numel + 15) & ~(size_t)15;
@@ -126,6 +124,10 @@ int nb_model_add_param(nb_model *m, const char *name, int ndim, const int64_t *s
 
 nb_tensor *nb_model_param(nb_model *m, int index)
 {
+    if (m->param_override && index == m->param_override_index) {   /* weight norm */
+        m->param_override_used = 1;
+        return m->param_override;
+    }
     return index >= 0 && index < m->nparams ? &m->params[index].t : NULL;
 }
 

@@ -1,0 +1,312 @@
+/* Batch normalisation (the notes §10), torch.nn.functional.batch_norm.
+ *
+ * x is seen as (N, C, S) with S the product of the trailing dimensions, so
+ * channel c is N planes of S contiguous floats (NCHW). Per channel:
+ *   training:   mean, biased var over the N*S values; running statistics, when
+ *               given, move by momentum with the unbiased var (n / (n-1)).
+ *   evaluation: mean, var = the running statistics.
+ *   y = (x - mean) * invstd * gamma + beta = (x - m) * a + b,
+ *   invstd = 1 / sqrt(var + eps), a = gamma * invstd, m = mean rounded to
+ *   float, b = beta - (mean - m) * a (the rounding of the mean corrected, so
+ *   a shifted input, mean >> std, loses nothing to cancellation).
+ * Backward, with xhat = (x - mean) * invstd and sums over the channel:
+ *   dbeta  += sum(dy),  dgamma += sum(dy * xhat)
+ *   training:   dx += gamma * invstd / n * (n dy - sum(dy) - xhat sum(dy xhat))
+ *   evaluation: dx += gamma * invstd * dy  (the statistics are constants)
+ * Sums accumulate in double with fixed groupings; threads split the channels
+ * (static schedule), so results do not depend on the thread count. An input
+ * (N, C) (S = 1) is walked by rows over blocks of channels instead, which
+ * keeps the reads contiguous. */
+#include "../core/internal.h"
+#include <math.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#define BN_PAR_MIN 32768   /* elements before threads pay off */
+#define BN_CB      32      /* channels per block for (N, C) inputs */
+
+typedef struct {
+    const float *x;        /* x contiguous (N, C, S): x->data or a copy */
+    float *mean, *invstd;  /* per channel: the statistics used to normalise */
+    double *meand;         /* mean in double (the backward sums centre on it) */
+    int64_t N, C, S;
+    int training;
+} bn_saved;
+
+/* ---- sums over one plane (8 independent double accumulators) ---------------- */
+
+static double plane_sum(const float *p, int64_t n)
+{
+    double a[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) a[j] += p[i + j];
+    for (; i < n; i++) a[0] += p[i];
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+static double plane_sqdev(const float *p, int64_t n, double mean)
+{
+    double a[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            double d = (double)p[i + j] - mean;
+            a[j] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = (double)p[i] - mean;
+        a[0] += d * d;
+    }
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+/* sum(dy) and sum(dy * (x - mean)) over one plane: 8 accumulators each
+ * (element i goes to accumulator i % 8, the tail to 0), combined in a fixed
+ * order. The SSE2 version (GCC leaves the plain loop scalar) gives the same
+ * bits as the plain one. */
+static void plane_dsums(const float *dy, const float *x, int64_t n, double mean, double *sdy, double *sdyx)
+{
+    double a[8] = {0}, b[8] = {0};
+    int64_t i = 0;
+#if defined(__SSE2__)
+    __m128d a01 = _mm_setzero_pd(), a23 = a01, a45 = a01, a67 = a01, b01 = a01, b23 = a01, b45 = a01, b67 = a01;
+    const __m128d m = _mm_set1_pd(mean);
+    for (; i + 8 <= n; i += 8) {
+        __m128 g = _mm_loadu_ps(dy + i), h = _mm_loadu_ps(dy + i + 4);
+        __m128 u = _mm_loadu_ps(x + i), v = _mm_loadu_ps(x + i + 4);
+        __m128d g0 = _mm_cvtps_pd(g), g1 = _mm_cvtps_pd(_mm_movehl_ps(g, g));
+        __m128d g2 = _mm_cvtps_pd(h), g3 = _mm_cvtps_pd(_mm_movehl_ps(h, h));
+        __m128d x0 = _mm_sub_pd(_mm_cvtps_pd(u), m), x1 = _mm_sub_pd(_mm_cvtps_pd(_mm_movehl_ps(u, u)), m);
+        __m128d x2 = _mm_sub_pd(_mm_cvtps_pd(v), m), x3 = _mm_sub_pd(_mm_cvtps_pd(_mm_movehl_ps(v, v)), m);
+        a01 = _mm_add_pd(a01, g0);
+        a23 = _mm_add_pd(a23, g1);
+        a45 = _mm_add_pd(a45, g2);
+        a67 = _mm_add_pd(a67, g3);
+        b01 = _mm_add_pd(b01, _mm_mul_pd(g0, x0));
+        b23 = _mm_add_pd(b23, _mm_mul_pd(g1, x1));
+        b45 = _mm_add_pd(b45, _mm_mul_pd(g2, x2));
+        b67 = _mm_add_pd(b67, _mm_mul_pd(g3, x3));
+    }
+    _mm_storeu_pd(a, a01);
+    _mm_storeu_pd(a + 2, a23);
+    _mm_storeu_pd(a + 4, a45);
+    _mm_storeu_pd(a + 6, a67);
+    _mm_storeu_pd(b, b01);
+    _mm_storeu_pd(b + 2, b23);
+    _mm_storeu_pd(b + 4, b45);
+    _mm_storeu_pd(b + 6, b67);
+#else
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            a[j] += dy[i + j];
+            b[j] += (double)dy[i + j] * ((double)x[i + j] - mean);
+        }
+#endif
+    for (; i < n; i++) {
+        a[0] += dy[i];
+        b[0] += (double)dy[i] * ((double)x[i] - mean);
+    }
+    *sdy += ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    *sdyx += ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
+}
+
+static inline float at1(const nb_tensor *t, int64_t c) { return t->data[c * t->stride[0]]; }
+
+/* Per-channel statistics from the batch (biased variance) and the running
+ * update; mean/invstd receive the values used to normalise. */
+static void finish_stats(double sum, double sqdev, int64_t n, float eps, float momentum, float *rm, float *rv,
+                         int64_t c, float *mean, double *meand, float *invstd)
+{
+    double m = sum / (double)n, var = sqdev / (double)n;
+    mean[c] = (float)m;
+    meand[c] = m;
+    invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
+    double mo = momentum;
+    if (rm) rm[c] = (float)((1.0 - mo) * rm[c] + mo * m);
+    if (rv) rv[c] = (float)((1.0 - mo) * rv[c] + mo * (sqdev / (double)(n - 1)));
+}
+
+nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, float *running_mean,
+                         float *running_var, int training, float momentum, float eps)
+{
+    if (!x) return NULL;
+    if (!ctx) return nb__op_fail(ctx, NB_ERR_ARG, "batch_norm: context is NULL");
+    char sx[96], sp[96];
+    if (x->ndim < 2)
+        return nb__op_fail(ctx, NB_ERR_SHAPE, "batch_norm: input must be (N, C) or (N, C, *), got %s",
+                           nb_shape_str(x, sx, sizeof sx));
+    const int64_t N = x->shape[0], C = x->shape[1], S = nb__numel(x->ndim - 2, x->shape + 2), n = N * S;
+    nb_tensor *pw[2] = {weight, bias};
+    for (int k = 0; k < 2; k++)
+        if (pw[k] && (pw[k]->ndim != 1 || pw[k]->shape[0] != C))
+            return nb__op_fail(ctx, NB_ERR_SHAPE, "batch_norm: %s %s does not match the %lld channels of input %s",
+                               k ? "bias" : "weight", nb_shape_str(pw[k], sp, sizeof sp), (long long)C,
+                               nb_shape_str(x, sx, sizeof sx));
+    if (!(eps >= 0) || isinf(eps))
+        return nb__op_fail(ctx, NB_ERR_ARG, "batch_norm: eps must be finite and >= 0, got %g", eps);
+    if (!training && (!running_mean || !running_var))
+        return nb__op_fail(ctx, NB_ERR_ARG,
+                           "batch_norm: running_mean and running_var must be given in evaluation mode");
+    if (training && n == 1)
+        return nb__op_fail(ctx, NB_ERR_SHAPE,
+                           "batch_norm: Expected more than 1 value per channel when training, got input %s",
+                           nb_shape_str(x, sx, sizeof sx));
+    nb_tensor *out = nb_tensor_new(ctx, x->ndim, x->shape);
+    bn_saved *s = nb_arena_alloc(nb_ctx_arena(ctx), sizeof *s);
+    float *stats = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(2 * C + 1) * sizeof(float));
+    double *meand = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(C + 1) * sizeof(double));
+    if (!out || !s || !stats || !meand) return nb__op_fail(ctx, NB_ERR_NOMEM, "batch_norm: out of memory");
+    const float *xd = x->data;
+    if (!nb_tensor_is_contiguous(x)) {
+        float *c = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)nb_tensor_numel(x) * sizeof(float));
+        if (!c) return nb__op_fail(ctx, NB_ERR_NOMEM, "batch_norm: out of memory");
+        nb_tensor_copy_out(x, c);
+        xd = c;
+    }
+    *s = (bn_saved){xd, stats, stats + C, meand, N, C, S, training != 0};
+    float *mean = s->mean, *invstd = s->invstd, *y = out->data;
+    const int par = n * C >= BN_PAR_MIN && C > 1;
+    if (n == 0) {   /* empty batch: nothing to normalise, statistics untouched */
+        for (int64_t c = 0; c < C; c++) mean[c] = 0, meand[c] = 0, invstd[c] = 0;
+    } else if (S == 1 && C > 1) {
+        /* (N, C): rows are contiguous; each thread owns blocks of channels. */
+        const int64_t nblk = (C + BN_CB - 1) / BN_CB;
+        NB_PAR_FOR(par && nblk > 1, blk, nblk, {
+            const int64_t c0 = blk * BN_CB, cn = c0 + BN_CB < C ? BN_CB : C - c0;
+            double acc[BN_CB] = {0}, sq[BN_CB] = {0}, m[BN_CB];
+            float a[BN_CB], b[BN_CB];
+            if (training) {
+                for (int64_t r = 0; r < N; r++)
+                    for (int64_t j = 0; j < cn; j++) acc[j] += xd[r * C + c0 + j];
+                for (int64_t j = 0; j < cn; j++) m[j] = acc[j] / (double)n;
+                for (int64_t r = 0; r < N; r++)
+                    for (int64_t j = 0; j < cn; j++) {
+                        double d = (double)xd[r * C + c0 + j] - m[j];
+                        sq[j] += d * d;
+                    }
+                for (int64_t j = 0; j < cn; j++)
+                    finish_stats(acc[j], sq[j], n, eps, momentum, running_mean, running_var, c0 + j, mean, meand,
+                                 invstd);
+            } else {
+                for (int64_t j = 0; j < cn; j++) {
+                    mean[c0 + j] = running_mean[c0 + j];
+                    meand[c0 + j] = running_mean[c0 + j];
+                    invstd[c0 + j] = 1.0f / sqrtf(running_var[c0 + j] + eps);
+                }
+            }
+            for (int64_t j = 0; j < cn; j++) {
+                a[j] = invstd[c0 + j] * (weight ? at1(weight, c0 + j) : 1.0f);
+                b[j] = (bias ? at1(bias, c0 + j) : 0.0f) - (float)(meand[c0 + j] - mean[c0 + j]) * a[j];
+            }
+            for (int64_t r = 0; r < N; r++)
+                for (int64_t j = 0; j < cn; j++)
+                    y[r * C + c0 + j] = (xd[r * C + c0 + j] - mean[c0 + j]) * a[j] + b[j];
+        });
+    } else {
+        NB_PAR_FOR(par, c, C, {
+            if (training) {
+                double sum = 0, sq = 0;
+                for (int64_t i = 0; i < N; i++) sum += plane_sum(xd + (i * C + c) * S, S);
+                double m = sum / (double)n;
+                for (int64_t i = 0; i < N; i++) sq += plane_sqdev(xd + (i * C + c) * S, S, m);
+                finish_stats(sum, sq, n, eps, momentum, running_mean, running_var, c, mean, meand, invstd);
+            } else {
+                mean[c] = running_mean[c];
+                meand[c] = running_mean[c];
+                invstd[c] = 1.0f / sqrtf(running_var[c] + eps);
+            }
+            const float a = invstd[c] * (weight ? at1(weight, c) : 1.0f);
+            const float b = (bias ? at1(bias, c) : 0.0f) - (float)(meand[c] - mean[c]) * a, mc = mean[c];
+            for (int64_t i = 0; i < N; i++) {
+                const float *xp = xd + (i * C + c) * S;
+                float *yp = y + (i * C + c) * S;
+                for (int64_t k = 0; k < S; k++) yp[k] = (xp[k] - mc) * a + b;
+            }
+        });
+    }
+    nb_tensor *in[3] = {x, NULL, NULL};
+    int nin = 1;
+    if (weight) in[nin++] = weight;
+    if (bias) in[nin++] = bias;
+    int want = nb_grad_enabled(ctx) && (x->requires_grad || (weight && weight->requires_grad) ||
+                                        (bias && bias->requires_grad));
+    nb__node *node = nb__record(ctx, NB__OP_BATCH_NORM, out, in, nin);
+    if (want && !node) return nb__op_fail(ctx, NB_ERR_NOMEM, "batch_norm: out of memory recording the op");
+    if (node) {
+        node->saved = s;
+        node->i[0] = weight != NULL;
+        node->i[1] = bias != NULL;
+    }
+    return out;
+}
+
+nb_status nb__bw_batch_norm(nb_ctx *ctx, nb__node *nd)
+{
+    (void)ctx;
+    const bn_saved *s = nd->saved;
+    nb_tensor *x = nd->in[0];
+    nb_tensor *w = nd->i[0] ? nd->in[1] : NULL;
+    nb_tensor *b = nd->i[1] ? nd->in[1 + (int)nd->i[0]] : NULL;
+    const int64_t N = s->N, C = s->C, S = s->S, n = N * S;
+    if (n == 0) return NB_OK;
+    const float *xd = s->x, *dy = nd->out->grad, *mean = s->mean, *invstd = s->invstd;
+    const double *meand = s->meand;
+    float *dx = x->requires_grad ? x->grad : NULL;
+    float *dw = w && w->requires_grad ? w->grad : NULL;
+    float *db = b && b->requires_grad ? b->grad : NULL;
+    const int training = s->training, par = n * C >= BN_PAR_MIN && C > 1;
+    /* dx = k * dy - p * (x - mean) - q, per channel (training: p, q from the sums) */
+    if (S == 1 && C > 1) {
+        const int64_t nblk = (C + BN_CB - 1) / BN_CB;
+        NB_PAR_FOR(par && nblk > 1, blk, nblk, {
+            const int64_t c0 = blk * BN_CB, cn = c0 + BN_CB < C ? BN_CB : C - c0;
+            double sdy[BN_CB] = {0}, sdyx[BN_CB] = {0};
+            float k[BN_CB], p[BN_CB], q[BN_CB];
+            for (int64_t r = 0; r < N; r++)
+                for (int64_t j = 0; j < cn; j++) {
+                    const float g = dy[r * C + c0 + j];
+                    sdy[j] += g;
+                    sdyx[j] += (double)g * ((double)xd[r * C + c0 + j] - meand[c0 + j]);
+                }
+            for (int64_t j = 0; j < cn; j++) {
+                const int64_t c = c0 + j;
+                const double is = invstd[c];
+                if (dw) dw[c] += (float)(sdyx[j] * is);
+                if (db) db[c] += (float)sdy[j];
+                k[j] = (float)(is * (w ? at1(w, c) : 1.0f));
+                p[j] = training ? (float)(k[j] * is * is * sdyx[j] / (double)n) : 0.0f;
+                q[j] = training ? (float)(k[j] * sdy[j] / (double)n) : 0.0f;
+            }
+            if (dx)
+                for (int64_t r = 0; r < N; r++)
+                    for (int64_t j = 0; j < cn; j++) {
+                        const int64_t o = r * C + c0 + j;
+                        dx[o] += k[j] * dy[o] - p[j] * (xd[o] - mean[c0 + j]) - q[j];
+                    }
+        });
+        return NB_OK;
+    }
+    NB_PAR_FOR(par, c, C, {
+        double sdy = 0, sdyx = 0;
+        const float mc = mean[c];
+        for (int64_t i = 0; i < N; i++)
+            plane_dsums(dy + (i * C + c) * S, xd + (i * C + c) * S, S, meand[c], &sdy, &sdyx);
+        const double is = invstd[c];
+        if (dw) dw[c] += (float)(sdyx * is);
+        if (db) db[c] += (float)sdy;
+        if (dx) {
+            const float k = (float)(is * (w ? at1(w, c) : 1.0f));
+            const float p = training ? (float)(k * is * is * sdyx / (double)n) : 0.0f;
+            const float q = training ? (float)(k * sdy / (double)n) : 0.0f;
+            for (int64_t i = 0; i < N; i++) {
+                const int64_t o = (i * C + c) * S;
+                const float *g = dy + o, *xp = xd + o;
+                float *d = dx + o;
+                for (int64_t t = 0; t < S; t++) d[t] += k * g[t] - p * (xp[t] - mc) - q;
+            }
+        }
+    });
+    return NB_OK;
+}

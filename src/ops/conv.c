@@ -1,0 +1,670 @@
+/* 2-D convolution (torch.nn.functional.conv2d), forward and backward, NCHW.
+ *
+ * Per sample n and group g (Cg = C/groups input channels, Og = O/groups
+ * outputs, K = Cg*kh*kw, P = OH*OW output pixels):
+ *   forward   Y[n,g] (Og x P)  = W[g] (Og x K) @ col(X[n,g]) (K x P) + b
+ *   data      dcol   (K x P)   = W[g]^T @ dY[n,g];  dX[n,g] += col2im(dcol)
+ *   weights   dW[g]  (Og x K) += dY[n,g] @ col(X[n,g])^T
+ *   bias      db[o]           += sum over n and pixels of dY[n,o]
+ * all on nb_gemm. col() is im2col, built one tile of output rows at a time
+ * so the column buffer (K x tile) stays in L2 (CV_TILE_FLOATS) and the
+ * workspace is bounded whatever the batch. A 1x1 convolution with stride 1
+ * and no padding needs no im2col: X[n,g] is already the K x P column matrix.
+ * Depthwise convolutions (groups > 1 with one input channel each) run
+ * direct loops instead: their GEMMs would be (O/groups) x P x (kh*kw).
+ *
+ * Threads: the work is split into items (forward: (sample, tile); data
+ * gradient: samples, which own their slice of dX). With enough items each
+ * thread runs whole items with single-threaded GEMMs; otherwise items run
+ * one after another with threaded GEMMs and im2col/col2im split over
+ * channels. nb_gemm gives the same bits for any thread count and each
+ * output element sees the same sequence of operations either way, so the
+ * results do not depend on the thread count. The weight and bias gradients
+ * sum over items: items are cut into `parts` contiguous ranges, a number
+ * fixed by the shape alone (never by the thread count); each range
+ * accumulates into its own buffer (range 0 straight into the gradient) and
+ * the buffers are added in order at the end. */
+#include "../core/internal.h"
+#include <limits.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef CV_TILE_FLOATS
+#define CV_TILE_FLOATS  (96 * 1024)     /* column buffer per thread (K x tile) */
+#endif
+#define CV_PAR_FLOPS    2.0e6           /* below this, everything on one thread */
+#define CV_INNER_MIN    32768           /* floats of im2col work worth a fork */
+#define CV_PARTS_MAX    8               /* weight-gradient partial sums */
+#define CV_PARTS_BYTES  (32u << 20)     /* their memory, at most */
+
+typedef struct {
+    int64_t N, C, H, W, O, OH, OW;
+    int kh, kw, sh, sw, ph, pw, dh, dw, groups;
+    int64_t Cg, Og, K, P;   /* K = Cg*kh*kw, P = OH*OW */
+    int pointwise;          /* 1x1, stride 1, no padding: no im2col */
+    int depthwise;          /* Cg == 1: direct loops */
+    int64_t rows, ntiles;   /* output rows per tile, tiles per sample */
+} cv_geom;
+
+typedef struct {
+    cv_geom g;
+    const float *x, *w;     /* contiguous input and weight (tensors or copies) */
+} cv_saved;
+
+/* ---- im2col / col2im on one tile of output rows ---------------------------- */
+
+/* Output columns ow whose input column ow*s + off lies in [0, W): [*lo, *hi). */
+static void valid_cols(int64_t OW, int64_t W, int s, int64_t off, int64_t *lo, int64_t *hi)
+{
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t h = W - 1 - off >= 0 ? (W - 1 - off) / s + 1 : 0;
+    if (h > OW) h = OW;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* Rows [*t0, *t1) of a tile (output rows oh0 + t) whose input row
+ * (oh0 + t)*sh - ph + i*dh lies inside the input. */
+static void valid_rows(const cv_geom *g, int64_t oh0, int64_t oh1, int i, int64_t *t0, int64_t *t1)
+{
+    const int64_t base = oh0 * g->sh - g->ph + (int64_t)i * g->dh; /* input row of t = 0 */
+    int64_t lo = base >= 0 ? 0 : (-base + g->sh - 1) / g->sh;
+    int64_t hi = g->H - 1 - base >= 0 ? (g->H - 1 - base) / g->sh + 1 : 0;
+    if (hi > oh1 - oh0) hi = oh1 - oh0;
+    if (lo > hi) lo = hi;
+    *t0 = lo;
+    *t1 = hi;
+}
+
+/* Stride 1 with OW == W ("same" width): a col row is the input plane shifted
+ * by one offset, so rows t0..t1 are one contiguous span; only the padded
+ * columns at the left or right edge need fixing. */
+static int flat_rows(const cv_geom *g) { return g->sh == 1 && g->sw == 1 && g->OW == g->W; }
+
+/* col rows of input channels [c0, c1) for output rows [oh0, oh1):
+ * col[((c*kh + i)*kw + j)][(oh - oh0)*OW + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw]
+ * (0 outside the input). x is one group of one sample: (Cg, H, W). */
+static void im2col(const cv_geom *g, const float *x, int64_t c0, int64_t c1, int64_t oh0, int64_t oh1,
+                   float *col)
+{
+    const int64_t OW = g->OW, H = g->H, W = g->W, pt = (oh1 - oh0) * OW;
+    const int flat = flat_rows(g);
+    for (int64_t c = c0; c < c1; c++)
+        for (int i = 0; i < g->kh; i++) {
+            int64_t t0, t1;
+            valid_rows(g, oh0, oh1, i, &t0, &t1);
+            const int64_t ih0 = oh0 * g->sh - g->ph + (int64_t)i * g->dh; /* input row of t = 0 */
+            for (int j = 0; j < g->kw; j++) {
+                float *dst = col + ((c * g->kh + i) * g->kw + j) * pt;
+                const int64_t off = (int64_t)j * g->dw - g->pw;
+                int64_t lo, hi;
+                valid_cols(OW, W, g->sw, off, &lo, &hi);
+                memset(dst, 0, (size_t)(t0 * OW) * sizeof(float));
+                memset(dst + t1 * OW, 0, (size_t)((oh1 - oh0 - t1) * OW) * sizeof(float));
+                if (flat && t1 > t0) {
+                    /* dst[k] = plane[ih0*W + off + k] for k in rows t0..t1, clipped to the plane */
+                    const float *plane = x + c * H * W;
+                    int64_t k0 = t0 * OW, k1 = t1 * OW;
+                    const int64_t shift = ih0 * W + off;
+                    if (shift + k0 < 0) k0 = -shift;
+                    if (shift + k1 > H * W) k1 = H * W - shift;
+                    if (k1 > k0) memcpy(dst + k0, plane + shift + k0, (size_t)(k1 - k0) * sizeof(float));
+                    for (int64_t t = t0; t < t1; t++) {
+                        for (int64_t ow = 0; ow < lo; ow++) dst[t * OW + ow] = 0.0f;
+                        for (int64_t ow = hi; ow < OW; ow++) dst[t * OW + ow] = 0.0f;
+                    }
+                    continue;
+                }
+                for (int64_t t = t0; t < t1; t++) {
+                    float *d = dst + t * OW;
+                    const float *src = x + (c * H + ih0 + t * g->sh) * W;
+                    for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0.0f;
+                    if (g->sw == 1)
+                        memcpy(d + lo, src + lo + off, (size_t)(hi - lo) * sizeof(float));
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) d[ow] = src[ow * g->sw + off];
+                    for (int64_t ow = hi; ow < OW; ow++) d[ow] = 0.0f;
+                }
+            }
+        }
+}
+
+/* The adjoint: dx[c][ih][iw] += col[...] for the same index map. Channels
+ * own disjoint planes of dx, so channel ranges may run in parallel. The
+ * flat path zeroes col's padded columns first (it owns the buffer) so one
+ * contiguous add covers whole rows. */
+static void col2im(const cv_geom *g, float *col, int64_t c0, int64_t c1, int64_t oh0, int64_t oh1, float *dx)
+{
+    const int64_t OW = g->OW, H = g->H, W = g->W, pt = (oh1 - oh0) * OW;
+    const int flat = flat_rows(g);
+    for (int64_t c = c0; c < c1; c++)
+        for (int i = 0; i < g->kh; i++) {
+            int64_t t0, t1;
+            valid_rows(g, oh0, oh1, i, &t0, &t1);
+            const int64_t ih0 = oh0 * g->sh - g->ph + (int64_t)i * g->dh;
+            for (int j = 0; j < g->kw; j++) {
+                float *src = col + ((c * g->kh + i) * g->kw + j) * pt;
+                const int64_t off = (int64_t)j * g->dw - g->pw;
+                int64_t lo, hi;
+                valid_cols(OW, W, g->sw, off, &lo, &hi);
+                if (flat && t1 > t0) {
+                    float *restrict plane = dx + c * H * W;
+                    int64_t k0 = t0 * OW, k1 = t1 * OW;
+                    const int64_t shift = ih0 * W + off;
+                    for (int64_t t = t0; t < t1; t++) {
+                        for (int64_t ow = 0; ow < lo; ow++) src[t * OW + ow] = 0.0f;
+                        for (int64_t ow = hi; ow < OW; ow++) src[t * OW + ow] = 0.0f;
+                    }
+                    if (shift + k0 < 0) k0 = -shift;
+                    if (shift + k1 > H * W) k1 = H * W - shift;
+                    if (k1 > k0) {
+                        float *restrict d = plane + shift + k0;
+                        const float *restrict sv = src + k0;
+                        for (int64_t k = 0; k < k1 - k0; k++) d[k] += sv[k];
+                    }
+                    continue;
+                }
+                for (int64_t t = t0; t < t1; t++) {
+                    float *restrict d = dx + (c * H + ih0 + t * g->sh) * W;
+                    const float *restrict sv = src + t * OW;
+                    if (g->sw == 1)
+                        for (int64_t ow = lo; ow < hi; ow++) d[ow + off] += sv[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) d[ow * g->sw + off] += sv[ow];
+                }
+            }
+        }
+}
+
+/* im2col / col2im of a whole group's channels, split over threads when par. */
+static void im2col_all(const cv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col, int par)
+{
+    NB_PAR_FOR(par && g->Cg > 1, c, g->Cg, im2col(g, x, c, c + 1, oh0, oh1, col));
+}
+
+static void col2im_all(const cv_geom *g, float *col, int64_t oh0, int64_t oh1, float *dx, int par)
+{
+    NB_PAR_FOR(par && g->Cg > 1, c, g->Cg, col2im(g, col, c, c + 1, oh0, oh1, dx));
+}
+
+/* ---- scheduling --------------------------------------------------------------- */
+
+static int cv_max_threads(void)
+{
+    int n = nb_get_threads();
+#ifdef _OPENMP
+    if (omp_in_parallel()) n = 1;
+#endif
+    return n < 1 ? 1 : n;
+}
+
+/* Threads to run `items` equal items on, one item per thread at a time; 1
+ * means one by one (each GEMM then threads itself). Items go to threads
+ * when the split is within 25% of even. */
+static int items_threads(int64_t items, double flops)
+{
+    int nth = cv_max_threads();
+    if (nth < 2 || items < 2 || flops < CV_PAR_FLOPS) return 1;
+    if (items < nth) nth = (int)items;
+    int64_t per = (items + nth - 1) / nth;
+    return per * nth * 4 <= items * 5 ? nth : 1;
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Rows [*oh0, *oh1) of tile t. */
+static void tile_rows(const cv_geom *g, int64_t t, int64_t *oh0, int64_t *oh1)
+{
+    *oh0 = t * g->rows;
+    *oh1 = *oh0 + g->rows < g->OH ? *oh0 + g->rows : g->OH;
+}
+
+static int64_t col_floats(const cv_geom *g)
+{
+    return g->pointwise || g->depthwise ? 0 : g->K * g->rows * g->OW;
+}
+
+/* ---- depthwise: direct loops ----------------------------------------------------
+ * One input channel per group; each output channel o reads channel
+ * o / (O/C). Loops run over output rows with the taps outside, so the inner
+ * loop is a scaled add along a row. */
+
+/* y[oh][ow] (+)= sum_ij w[i][j] x[oh*sh - ph + i*dh][ow*sw - pw + j*dw] on one plane. */
+static void dw_forward_plane(const cv_geom *g, const float *x, const float *w, float bias, float *y)
+{
+    const int64_t OW = g->OW, H = g->H, W = g->W;
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+        float *restrict yr = y + oh * OW;
+        for (int64_t ow = 0; ow < OW; ow++) yr[ow] = bias;
+        for (int i = 0; i < g->kh; i++) {
+            const int64_t ih = oh * g->sh - g->ph + (int64_t)i * g->dh;
+            if (ih < 0 || ih >= H) continue;
+            const float *restrict xr = x + ih * W;
+            for (int j = 0; j < g->kw; j++) {
+                const float wv = w[i * g->kw + j];
+                const int64_t off = (int64_t)j * g->dw - g->pw;
+                int64_t lo, hi;
+                valid_cols(OW, W, g->sw, off, &lo, &hi);
+                if (g->sw == 1)
+                    for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow + off];
+                else
+                    for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * g->sw + off];
+            }
+        }
+    }
+}
+
+/* dx += w (*) dy and dw += x (*) dy on one plane (either may be NULL). */
+static void dw_backward_plane(const cv_geom *g, const float *x, const float *w, const float *dy, float *dx,
+                              float *dwt)
+{
+    const int64_t OW = g->OW, H = g->H, W = g->W;
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+        const float *restrict gr = dy + oh * OW;
+        for (int i = 0; i < g->kh; i++) {
+            const int64_t ih = oh * g->sh - g->ph + (int64_t)i * g->dh;
+            if (ih < 0 || ih >= H) continue;
+            for (int j = 0; j < g->kw; j++) {
+                const int64_t off = (int64_t)j * g->dw - g->pw;
+                int64_t lo, hi;
+                valid_cols(OW, W, g->sw, off, &lo, &hi);
+                if (dx) {
+                    const float wv = w[i * g->kw + j];
+                    float *restrict d = dx + ih * W;
+                    if (g->sw == 1)
+                        for (int64_t ow = lo; ow < hi; ow++) d[ow + off] += wv * gr[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) d[ow * g->sw + off] += wv * gr[ow];
+                }
+                if (dwt) {
+                    const float *restrict xr = x + ih * W;
+                    float s = 0.0f;
+                    if (g->sw == 1)
+                        for (int64_t ow = lo; ow < hi; ow++) s += xr[ow + off] * gr[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) s += xr[ow * g->sw + off] * gr[ow];
+                    dwt[i * g->kw + j] += s;
+                }
+            }
+        }
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------ */
+
+/* Output rows [oh0, oh1) of sample n, every group. col: this thread's buffer. */
+static void fw_tile(const cv_geom *g, const float *x, const float *w, const float *b, int64_t bs, float *y,
+                    int64_t n, int64_t oh0, int64_t oh1, float *col, int par)
+{
+    const int64_t P = g->P, p0 = oh0 * g->OW, pt = (oh1 - oh0) * g->OW;
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        const float *xg = x + (n * g->C + gi * g->Cg) * g->H * g->W;
+        float *yg = y + (n * g->O + gi * g->Og) * P + p0;
+        if (b) /* the bias goes in first; the GEMM adds to it */
+            for (int64_t o = 0; o < g->Og; o++) {
+                const float bv = b[(gi * g->Og + o) * bs];
+                float *r = yg + o * P;
+                for (int64_t p = 0; p < pt; p++) r[p] = bv;
+            }
+        const float *B = xg + p0;
+        int64_t ldb = P;
+        if (!g->pointwise) {
+            im2col_all(g, xg, oh0, oh1, col, par);
+            B = col;
+            ldb = pt;
+        }
+        nb_gemm(0, 0, (int)g->Og, (int)pt, (int)g->K, 1.0f, w + gi * g->Og * g->K, (int)g->K, B, (int)ldb,
+                b ? 1.0f : 0.0f, yg, (int)P);
+    }
+}
+
+static void conv_forward(nb_ctx *ctx, const cv_geom *g, const float *x, const float *w, const float *b,
+                         int64_t bs, float *y, int *ok)
+{
+    const double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
+    if (g->depthwise) {
+        const int64_t planes = g->N * g->O, mult = g->Og;
+        NB_PAR_FOR(items_threads(planes, flops) > 1, q, planes, {
+            const int64_t n = q / g->O, o = q % g->O;
+            dw_forward_plane(g, x + (n * g->C + o / mult) * g->H * g->W, w + o * g->kh * g->kw,
+                             b ? b[o * bs] : 0.0f, y + q * g->P);
+        });
+        return;
+    }
+    const int64_t items = g->N * g->ntiles, cf = col_floats(g);
+    const int nth = items_threads(items, flops);
+    float *ws = cf ? nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(cf * nth) * sizeof(float)) : NULL;
+    if (cf && !ws) {
+        *ok = 0;
+        return;
+    }
+    if (nth > 1) {
+#pragma omp parallel for schedule(static) num_threads(nth)
+        for (int64_t it = 0; it < items; it++) {
+            int64_t oh0, oh1;
+            tile_rows(g, it % g->ntiles, &oh0, &oh1);
+            fw_tile(g, x, w, b, bs, y, it / g->ntiles, oh0, oh1, ws ? ws + thread_id() * cf : NULL, 0);
+        }
+    } else {
+        const int inner = cv_max_threads() > 1 && g->K * g->rows * g->OW >= CV_INNER_MIN;
+        for (int64_t it = 0; it < items; it++) {
+            int64_t oh0, oh1;
+            tile_rows(g, it % g->ntiles, &oh0, &oh1);
+            fw_tile(g, x, w, b, bs, y, it / g->ntiles, oh0, oh1, ws, inner);
+        }
+    }
+}
+
+/* ---- validation and the op ---------------------------------------------------- */
+
+static int64_t out_size(int64_t in, int pad, int dil, int k, int stride)
+{
+    int64_t span = in + 2 * (int64_t)pad - (int64_t)dil * (k - 1) - 1;
+    return span < 0 ? 0 : span / stride + 1;
+}
+
+/* Fills g from the shapes and options, or records the failure. */
+static int conv_geometry(nb_ctx *ctx, const nb_tensor *x, const nb_tensor *w, const nb_tensor *b,
+                         const nb_conv2d_opts *opts, cv_geom *g)
+{
+    char sx[96], sw[96], sb[96];
+    static const nb_conv2d_opts defaults = {{1, 1}, {0, 0}, {1, 1}, 1};
+    const nb_conv2d_opts *o = opts ? opts : &defaults;
+    if (x->ndim != 4) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "conv2d: input must be 4-D (N, C, H, W), got %s",
+                    nb_shape_str(x, sx, sizeof sx));
+        return 0;
+    }
+    if (w->ndim != 4) {
+        nb__op_fail(ctx, NB_ERR_SHAPE,
+                    "conv2d: weight must be 4-D (out_channels, in_channels/groups, kH, kW), got %s",
+                    nb_shape_str(w, sw, sizeof sw));
+        return 0;
+    }
+    for (int d = 0; d < 2; d++)
+        if (o->stride[d] < 0 || o->padding[d] < 0 || o->dilation[d] < 0 || o->groups < 0) {
+            nb__op_fail(ctx, NB_ERR_ARG,
+                        "conv2d: negative option: stride=(%d, %d), padding=(%d, %d), dilation=(%d, %d), groups=%d",
+                        o->stride[0], o->stride[1], o->padding[0], o->padding[1], o->dilation[0],
+                        o->dilation[1], o->groups);
+            return 0;
+        }
+    memset(g, 0, sizeof *g);
+    g->sh = o->stride[0] ? o->stride[0] : 1;
+    g->sw = o->stride[1] ? o->stride[1] : 1;
+    g->ph = o->padding[0];
+    g->pw = o->padding[1];
+    g->dh = o->dilation[0] ? o->dilation[0] : 1;
+    g->dw = o->dilation[1] ? o->dilation[1] : 1;
+    g->groups = o->groups ? o->groups : 1;
+    g->N = x->shape[0];
+    g->C = x->shape[1];
+    g->H = x->shape[2];
+    g->W = x->shape[3];
+    g->O = w->shape[0];
+    nb_shape_str(x, sx, sizeof sx);
+    nb_shape_str(w, sw, sizeof sw);
+    if (g->O < 1 || w->shape[1] < 1 || w->shape[2] < 1 || w->shape[3] < 1) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "conv2d: weight %s has an empty dimension", sw);
+        return 0;
+    }
+    if (w->shape[2] > INT_MAX || w->shape[3] > INT_MAX) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "conv2d: kernel of weight %s is too large", sw);
+        return 0;
+    }
+    g->kh = (int)w->shape[2];
+    g->kw = (int)w->shape[3];
+    if (g->C % g->groups) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "conv2d: input %s has %lld channels, not divisible by groups=%d", sx,
+                    (long long)g->C, g->groups);
+        return 0;
+    }
+    if (w->shape[1] * g->groups != g->C) {
+        nb__op_fail(ctx, NB_ERR_SHAPE,
+                    "conv2d: weight %s expects %lld input channels (%lld per group x groups=%d), input %s has %lld",
+                    sw, (long long)(w->shape[1] * g->groups), (long long)w->shape[1], g->groups, sx,
+                    (long long)g->C);
+        return 0;
+    }
+    if (g->O % g->groups) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "conv2d: weight %s has %lld output channels, not divisible by groups=%d",
+                    sw, (long long)g->O, g->groups);
+        return 0;
+    }
+    if (b && (b->ndim != 1 || b->shape[0] != g->O)) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "conv2d: bias %s must be 1-D with out_channels = %lld entries (weight %s)",
+                    nb_shape_str(b, sb, sizeof sb), (long long)g->O, sw);
+        return 0;
+    }
+    g->OH = out_size(g->H, g->ph, g->dh, g->kh, g->sh);
+    g->OW = out_size(g->W, g->pw, g->dw, g->kw, g->sw);
+    if (g->OH < 1 || g->OW < 1) {
+        nb__op_fail(ctx, NB_ERR_SHAPE,
+                    "conv2d: output size %lldx%lld is too small (must be >= 1): input %s, kernel %dx%d, "
+                    "stride=(%d, %d), padding=(%d, %d), dilation=(%d, %d)",
+                    (long long)g->OH, (long long)g->OW, sx, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->dh,
+                    g->dw);
+        return 0;
+    }
+    g->Cg = g->C / g->groups;
+    g->Og = g->O / g->groups;
+    g->K = g->Cg * g->kh * g->kw;
+    g->P = g->OH * g->OW;
+    if (g->K > INT_MAX || g->P > INT_MAX || g->O > INT_MAX || g->H * g->W > INT_MAX) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "conv2d: input %s with weight %s is too large", sx, sw);
+        return 0;
+    }
+    g->pointwise = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+    g->depthwise = g->Cg == 1 && g->groups > 1 && !g->pointwise;
+    if (g->pointwise) {
+        g->rows = g->OH; /* x itself is the column matrix: no buffer to bound */
+    } else {
+        int64_t r = CV_TILE_FLOATS / (g->K * g->OW);
+        g->rows = r < 1 ? 1 : r > g->OH ? g->OH : r;
+    }
+    g->ntiles = (g->OH + g->rows - 1) / g->rows;
+    return 1;
+}
+
+/* t's values, contiguous: t->data itself or a copy in the arena. */
+static const float *contiguous_data(nb_ctx *ctx, const nb_tensor *t)
+{
+    if (nb_tensor_is_contiguous(t)) return t->data;
+    float *c = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)nb_tensor_numel(t) * sizeof(float));
+    if (c) nb_tensor_copy_out(t, c);
+    return c;
+}
+
+nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv2d_opts *opts)
+{
+    nb_tensor *in[3] = {x, w, b};
+    if (nb__any_null(in, 2)) return NULL;
+    if (!ctx) return nb__op_fail(ctx, NB_ERR_ARG, "conv2d: context is NULL");
+    cv_saved *s = nb_arena_alloc(nb_ctx_arena(ctx), sizeof *s);
+    if (!s) return nb__op_fail(ctx, NB_ERR_NOMEM, "conv2d: out of memory");
+    if (!conv_geometry(ctx, x, w, b, opts, &s->g)) return NULL;
+    const cv_geom *g = &s->g;
+    nb_tensor *out = nb_tensor_new(ctx, 4, (int64_t[]){g->N, g->O, g->OH, g->OW});
+    if (!out) return NULL;
+    s->x = contiguous_data(ctx, x);
+    s->w = contiguous_data(ctx, w);
+    if (!s->x || !s->w) return nb__op_fail(ctx, NB_ERR_NOMEM, "conv2d: out of memory");
+    int ok = 1;
+    if (g->N) conv_forward(ctx, g, s->x, s->w, b ? b->data : NULL, b ? b->stride[0] : 0, out->data, &ok);
+    if (!ok) return nb__op_fail(ctx, NB_ERR_NOMEM, "conv2d: out of memory for the column buffer");
+    nb__node *n = nb__record(ctx, NB__OP_CONV2D, out, in, b ? 3 : 2);
+    if (n) n->saved = s;
+    return out;
+}
+
+/* ---- backward ------------------------------------------------------------------ */
+
+/* dX of sample n, every tile and group in order. */
+static void bw_data_sample(const cv_geom *g, const float *w, const float *dy, float *dx, int64_t n, float *col,
+                           int par)
+{
+    const int64_t P = g->P;
+    for (int64_t t = 0; t < g->ntiles; t++) {
+        int64_t oh0, oh1;
+        tile_rows(g, t, &oh0, &oh1);
+        const int64_t p0 = oh0 * g->OW, pt = (oh1 - oh0) * g->OW;
+        for (int64_t gi = 0; gi < g->groups; gi++) {
+            const float *wg = w + gi * g->Og * g->K, *dyg = dy + (n * g->O + gi * g->Og) * P + p0;
+            float *dxg = dx + (n * g->C + gi * g->Cg) * g->H * g->W;
+            if (g->pointwise) {
+                nb_gemm(1, 0, (int)g->K, (int)pt, (int)g->Og, 1.0f, wg, (int)g->K, dyg, (int)P, 1.0f, dxg + p0,
+                        (int)P);
+            } else {
+                nb_gemm(1, 0, (int)g->K, (int)pt, (int)g->Og, 1.0f, wg, (int)g->K, dyg, (int)P, 0.0f, col,
+                        (int)pt);
+                col2im_all(g, col, oh0, oh1, dxg, par);
+            }
+        }
+    }
+}
+
+/* sum of n floats, 16 lanes then a fixed tree. */
+static float row_sum(const float *v, int64_t n)
+{
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] += v[i + l];
+    for (int l = 0; i < n; i++, l++) acc[l] += v[i];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+/* Items [i0, i1) ((sample, tile) pairs) into dw (O x K) and db (O), either NULL. */
+static void bw_weight_range(const cv_geom *g, const float *x, const float *dy, float *dw, float *db,
+                            int64_t i0, int64_t i1, float *col, int par)
+{
+    const int64_t P = g->P;
+    for (int64_t it = i0; it < i1; it++) {
+        const int64_t n = it / g->ntiles;
+        int64_t oh0, oh1;
+        tile_rows(g, it % g->ntiles, &oh0, &oh1);
+        const int64_t p0 = oh0 * g->OW, pt = (oh1 - oh0) * g->OW;
+        for (int64_t gi = 0; gi < g->groups; gi++) {
+            const float *xg = x + (n * g->C + gi * g->Cg) * g->H * g->W;
+            const float *dyg = dy + (n * g->O + gi * g->Og) * P + p0;
+            if (db)
+                for (int64_t o = 0; o < g->Og; o++) db[gi * g->Og + o] += row_sum(dyg + o * P, pt);
+            if (!dw) continue;
+            const float *B = xg + p0;
+            int64_t ldb = P;
+            if (!g->pointwise) {
+                im2col_all(g, xg, oh0, oh1, col, par);
+                B = col;
+                ldb = pt;
+            }
+            nb_gemm(0, 1, (int)g->Og, (int)g->K, (int)pt, 1.0f, dyg, (int)P, B, (int)ldb, 1.0f,
+                    dw + gi * g->Og * g->K, (int)g->K);
+        }
+    }
+}
+
+/* Depthwise weight/bias gradient of planes [q0, q1) (q = n*O + o). */
+static void dw_weight_range(const cv_geom *g, const float *x, const float *dy, float *dw, float *db, int64_t q0,
+                            int64_t q1)
+{
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t n = q / g->O, o = q % g->O;
+        if (db) db[o] += row_sum(dy + q * g->P, g->P);
+        if (dw)
+            dw_backward_plane(g, x + (n * g->C + o / g->Og) * g->H * g->W, NULL, dy + q * g->P, NULL,
+                              dw + o * g->kh * g->kw);
+    }
+}
+
+nb_status nb__bw_conv2d(nb_ctx *ctx, nb__node *node)
+{
+    const cv_saved *s = node->saved;
+    const cv_geom *g = &s->g;
+    nb_tensor *x = node->in[0], *w = node->in[1], *b = node->nin > 2 ? node->in[2] : NULL;
+    const float *dy = node->out->grad;
+    if (!g->N) return NB_OK;
+    const double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
+    const int64_t cf = col_floats(g);
+    const int maxth = cv_max_threads();
+    float *ws = cf ? nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(cf * maxth) * sizeof(float)) : NULL;
+    if (cf && !ws) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for the column buffer");
+
+    /* data gradient: samples own their slice of dX */
+    if (x->requires_grad) {
+        float *dx = x->grad;
+        if (g->depthwise) {
+            /* planes of one sample and input channel: o in [c*Og, (c+1)*Og) */
+            const int64_t planes = g->N * g->C;
+            NB_PAR_FOR(items_threads(planes, flops) > 1, q, planes, {
+                const int64_t n = q / g->C, c = q % g->C;
+                for (int64_t o = c * g->Og; o < (c + 1) * g->Og; o++)
+                    dw_backward_plane(g, NULL, s->w + o * g->kh * g->kw, dy + (n * g->O + o) * g->P,
+                                      dx + q * g->H * g->W, NULL);
+            });
+        } else {
+            const int nth = items_threads(g->N, flops);
+            if (nth > 1) {
+#pragma omp parallel for schedule(static) num_threads(nth)
+                for (int64_t n = 0; n < g->N; n++)
+                    bw_data_sample(g, s->w, dy, dx, n, ws ? ws + thread_id() * cf : NULL, 0);
+            } else {
+                const int inner = maxth > 1 && cf >= CV_INNER_MIN;
+                for (int64_t n = 0; n < g->N; n++) bw_data_sample(g, s->w, dy, dx, n, ws, inner);
+            }
+        }
+    }
+
+    /* weight and bias gradients: `parts` ranges of items, fixed by the shape */
+    float *dw = w->requires_grad ? w->grad : NULL;
+    float *db = b && b->requires_grad ? b->grad : NULL;
+    if (!dw && !db) return NB_OK;
+    const int64_t items = g->depthwise ? g->N * g->O : g->N * g->ntiles;
+    const int64_t wsz = g->O * g->K + g->O;   /* one partial: dW then db */
+    int64_t parts = items < CV_PARTS_MAX ? items : CV_PARTS_MAX;
+    while (parts > 1 && (uint64_t)(parts - 1) * (uint64_t)wsz * sizeof(float) > CV_PARTS_BYTES) parts--;
+    float *part = parts > 1 ? nb_arena_calloc(nb_ctx_arena(ctx), (size_t)((parts - 1) * wsz) * sizeof(float))
+                            : NULL;
+    if (parts > 1 && !part) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for partial sums");
+    int nth = items_threads(parts, flops);
+    /* a part is a run of items; run parts on threads only when they split evenly */
+    if (nth > 1 && parts % nth) nth = 1;
+#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
+    for (int64_t p = 0; p < parts; p++) {
+        float *pw = p ? part + (p - 1) * wsz : NULL;
+        float *tdw = dw ? (p ? pw : dw) : NULL;
+        float *tdb = db ? (p ? pw + g->O * g->K : db) : NULL;
+        const int64_t i0 = items * p / parts, i1 = items * (p + 1) / parts;
+        if (g->depthwise)
+            dw_weight_range(g, s->x, dy, tdw, tdb, i0, i1);
+        else
+            bw_weight_range(g, s->x, dy, tdw, tdb, i0, i1, ws ? ws + (nth > 1 ? thread_id() : 0) * cf : NULL,
+                            nth == 1 && maxth > 1 && cf >= CV_INNER_MIN);
+    }
+    if (parts > 1) {
+        const int64_t nw = g->O * g->K;
+        if (dw)
+            NB_PAR_FOR(nw >= 65536, e, nw, {
+                float a = dw[e];
+                for (int64_t p = 1; p < parts; p++) a += part[(p - 1) * wsz + e];
+                dw[e] = a;
+            });
+        if (db)
+            for (int64_t o = 0; o < g->O; o++) {
+                float a = db[o];
+                for (int64_t p = 1; p < parts; p++) a += part[(p - 1) * wsz + nw + o];
+                db[o] = a;
+            }
+    }
+    return NB_OK;
+}

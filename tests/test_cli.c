@@ -1,0 +1,300 @@
+/* The `nabla` command line, run as a program: exit codes, files it writes,
+ * what it prints; and the PNG writer/reader behind `nabla predict`. */
+#include "test.h"
+#include "nabla/image.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+static char out_buf[1 << 16], err_buf[1 << 16];
+
+static void slurp(const char *path, char *buf, size_t size)
+{
+    buf[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+/* Run "<build>/nabla ARGS" with stdout and stderr captured into out_buf and
+ * err_buf; returns the exit status (-1 if it did not exit normally). */
+static int nabla(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int nabla(const char *fmt, ...)
+{
+    char args[2048], cmd[4096], o[512], e[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(o, sizeof o, "%s/cli.out", nbt_tmpdir());
+    snprintf(e, sizeof e, "%s/cli.err", nbt_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s/nabla %s >'%s' 2>'%s' </dev/null", nbt_build_dir(), args, o, e);
+    int st = system(cmd);
+    slurp(o, out_buf, sizeof out_buf);
+    slurp(e, err_buf, sizeof err_buf);
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *tmp_path(const char *name)
+{
+    static char bufs[4][512];
+    static int k;
+    char *p = bufs[k++ & 3];
+    snprintf(p, 512, "%s/%s", nbt_tmpdir(), name);
+    return p;
+}
+
+static int read_file(const char *path, char **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *data = malloc((size_t)n + 1);
+    *len = fread(*data, 1, (size_t)n, f);
+    fclose(f);
+    return *len == (size_t)n;
+}
+
+/* One short training run shared by the tests that need a weights file:
+ * 2,000 images, one epoch. Returns 1 when it succeeded. */
+static int trained_ok = -1;
+static char train_stdout[4096]; /* the first 4095 bytes */
+static int ensure_trained(void)
+{
+    if (trained_ok < 0) {
+        int rc = nabla("train --limit-train 2000 --epochs 1 --threads 2 --seed 1 --out '%s' --metrics '%s'",
+                       tmp_path("mlp.safetensors"), tmp_path("mlp.jsonl"));
+        trained_ok = rc == 0;
+        memcpy(train_stdout, out_buf, sizeof train_stdout - 1);
+        if (!trained_ok) fprintf(stderr, "  nabla train exited %d: %s\n", rc, err_buf);
+    }
+    return trained_ok;
+}
+
+TEST(cli_help_exits_0_and_lists_commands)
+{
+    CHECK(nabla("--help") == 0);
+    CHECK(strstr(out_buf, "train") && strstr(out_buf, "eval") && strstr(out_buf, "predict"));
+    CHECK(nabla("train --help") == 0);
+    CHECK(strstr(out_buf, "--epochs") && strstr(out_buf, "--metrics") && strstr(out_buf, "--limit-train"));
+    CHECK(nabla("eval --help") == 0);
+    CHECK(strstr(out_buf, "--weights"));
+    CHECK(nabla("help predict") == 0);
+    CHECK(strstr(out_buf, "--count"));
+    CHECK(nabla("--version") == 0);
+    CHECK(strstr(out_buf, NB_VERSION));
+}
+
+TEST(cli_usage_errors_exit_2)
+{
+    CHECK(nabla("%s", "") == 2);
+    CHECK(nabla("frobnicate") == 2);
+    CHECK(strstr(err_buf, "unknown command") && strstr(err_buf, "--help"));
+    CHECK(nabla("train --epochs abc") == 2);
+    CHECK(strstr(err_buf, "--epochs") && strstr(err_buf, "abc"));
+    CHECK(nabla("train --epochs 0") == 2);
+    CHECK(nabla("train --lr -1") == 2);
+    CHECK(nabla("train --lr 1x") == 2);
+    CHECK(nabla("train --batch") == 2);
+    CHECK(strstr(err_buf, "needs a value"));
+    CHECK(nabla("train --no-such-option 3") == 2);
+    CHECK(strstr(err_buf, "no-such-option"));
+    CHECK(nabla("train --model no-such-model") == 2);
+    CHECK(nabla("train --config 784,x,10") == 2);
+    CHECK(strstr(err_buf, "784,x,10"));
+    CHECK(nabla("eval") == 2);
+    CHECK(strstr(err_buf, "--weights"));
+    CHECK(nabla("predict --weights x --count 0") == 2);
+}
+
+/* Parse one metrics line: exactly the six fields, each a number. */
+static int metrics_line_ok(const char *line, double *test_acc)
+{
+    static const char *const keys[] = {"epoch", "train_loss", "test_loss", "test_acc", "img_per_s", "seconds"};
+    const char *p = line;
+    if (*p++ != '{') return 0;
+    for (int k = 0; k < 6; k++) {
+        while (*p == ' ') p++;
+        char want[32];
+        snprintf(want, sizeof want, "\"%s\":", keys[k]);
+        if (strncmp(p, want, strlen(want))) return 0;
+        p += strlen(want);
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || !isfinite(v) || v < 0) return 0;
+        if (k == 3) *test_acc = v;
+        p = end;
+        while (*p == ' ') p++;
+        if (*p != (k == 5 ? '}' : ',')) return 0;
+        p++;
+    }
+    return *p == '\n' || *p == 0;
+}
+
+TEST(cli_train_writes_weights_and_metrics)
+{
+    CHECK(ensure_trained());
+    CHECK(strstr(train_stdout, "epoch 1/1") && strstr(train_stdout, "test_acc") && strstr(train_stdout, "img/s"));
+    char *m = NULL;
+    size_t len = 0;
+    CHECK(read_file(tmp_path("mlp.jsonl"), &m, &len));
+    double acc = -1;
+    int ok = metrics_line_ok(m, &acc), lines = 0;
+    for (size_t i = 0; i < len; i++) lines += m[i] == '\n';
+    CHECK_MSG(ok && lines == 1, "metrics file: %s", m);
+    free(m);
+    CHECK_MSG(acc > 0.3 && acc <= 1, "test_acc %g after one epoch on 2,000 images (chance is 0.1)", acc);
+
+    nb_model *model = NULL;
+    CHECK_OK(nb_model_load_file(tmp_path("mlp.safetensors"), &model));
+    int64_t nparam = 0;
+    for (int i = 0; i < model->nparams; i++) nparam += nb_tensor_numel(&model->params[i].t);
+    CHECK(!strcmp(model->name, "mlp") && model->nparams == 8);
+    CHECK(nparam == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 100 + 100 + 100 * 10 + 10);
+    nb_model_free(model);
+
+    /* eval of the saved file reproduces the accuracy the run reported */
+    CHECK(nabla("eval --weights '%s' --threads 2", tmp_path("mlp.safetensors")) == 0);
+    const char *p = strstr(out_buf, "test_acc ");
+    CHECK_MSG(p, "eval printed: %s", out_buf);
+    CHECK_NEAR(atof(p + 9), acc, 0, 1e-4);
+    CHECK(strstr(out_buf, "test_loss"));
+    CHECK(nabla("eval --weights '%s' --model mlp --threads 2", tmp_path("mlp.safetensors")) == 0);
+}
+
+TEST(cli_train_is_deterministic_for_a_seed)
+{
+    CHECK(ensure_trained());
+    CHECK(nabla("train --limit-train 2000 --epochs 1 --threads 2 --seed 1 --quiet --out '%s'",
+                tmp_path("again.safetensors")) == 0);
+    CHECK(out_buf[0] == 0); /* --quiet */
+    char *a = NULL, *b = NULL;
+    size_t la = 0, lb = 0;
+    CHECK(read_file(tmp_path("mlp.safetensors"), &a, &la) && read_file(tmp_path("again.safetensors"), &b, &lb));
+    int same = la == lb && !memcmp(a, b, la);
+    free(a);
+    free(b);
+    CHECK_MSG(same, "two runs with seed 1 and 2 threads gave different files");
+}
+
+TEST(cli_missing_dataset_exits_1_naming_the_package)
+{
+    CHECK(nabla("train --data /nonexistent --epochs 1") == 1);
+    CHECK_MSG(strstr(err_buf, "nabla: ") && strstr(err_buf, "dataset-fashion-mnist"), "stderr: %s", err_buf);
+    CHECK(nabla("train --out /nonexistent/dir/m.safetensors") == 1);
+    CHECK(strstr(err_buf, "/nonexistent/dir"));
+}
+
+TEST(cli_eval_rejects_bad_weights_files)
+{
+    const char *bad = tmp_path("corrupt.safetensors");
+    FILE *f = fopen(bad, "wb");
+    CHECK(f);
+    static const char junk[] = "\x40\x00\x00\x00\x00\x00\x00\x00{\"1.weight\": not json";
+    CHECK(fwrite(junk, 1, sizeof junk - 1, f) == sizeof junk - 1);
+    fclose(f);
+    CHECK(nabla("eval --weights '%s'", bad) == 1);
+    CHECK_MSG(!strncmp(err_buf, "nabla: ", 7) && strstr(err_buf, "corrupt.safetensors"), "stderr: %s", err_buf);
+    CHECK(nabla("eval --weights '%s'", tmp_path("absent.safetensors")) == 1);
+    CHECK(nabla("predict --weights '%s'", bad) == 1);
+    /* a good file of another model name is refused when --model is given */
+    CHECK(ensure_trained());
+    CHECK(nabla("eval --weights '%s' --model cnn", tmp_path("mlp.safetensors")) == 1);
+}
+
+static int count_tmp_leftovers(void)
+{
+    DIR *d = opendir(nbt_tmpdir());
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += strstr(e->d_name, ".tmp") != NULL;
+    closedir(d);
+    return n;
+}
+
+TEST(cli_diverged_run_keeps_the_old_weights)
+{
+    CHECK(ensure_trained());
+    const char *out = tmp_path("keep.safetensors");
+    char *before = NULL, *after = NULL;
+    size_t lb = 0, la = 0;
+    CHECK(read_file(tmp_path("mlp.safetensors"), &before, &lb));
+    FILE *f = fopen(out, "wb");
+    CHECK(f && fwrite(before, 1, lb, f) == lb);
+    fclose(f);
+    int rc = nabla("train --limit-train 1000 --epochs 2 --lr 1e30 --threads 2 --out '%s' --metrics '%s'", out,
+                   tmp_path("nan.jsonl"));
+    CHECK_MSG(rc == 1, "exit %d, stderr %s", rc, err_buf);
+    CHECK_MSG(strstr(err_buf, "diverged") || strstr(err_buf, "non-finite"), "stderr: %s", err_buf);
+    CHECK(read_file(out, &after, &la));
+    int same = la == lb && !memcmp(before, after, la);
+    free(before);
+    free(after);
+    CHECK_MSG(same, "the --out file changed after a diverged run");
+    CHECK(count_tmp_leftovers() == 0);
+    nb_model *m = NULL;
+    CHECK_OK(nb_model_load_file(out, &m));
+    nb_model_free(m);
+}
+
+TEST(cli_predict_prints_labels_and_writes_png)
+{
+    CHECK(ensure_trained());
+    const char *png = tmp_path("pred.png");
+    CHECK(nabla("predict --weights '%s' --count 3 --out '%s' --threads 2", tmp_path("mlp.safetensors"), png) == 0);
+    int n = 0;
+    for (const char *p = out_buf; (p = strstr(p, "predicted: ")); p++) n++;
+    CHECK_MSG(n == 3, "stdout: %s", out_buf);
+    CHECK(strstr(out_buf, "true: Ankle boot")); /* test image 0 */
+    CHECK(strstr(out_buf, "@"));                 /* the ASCII art */
+    int w = 0, h = 0, gw = 0, gh = 0;
+    uint8_t *px = NULL;
+    CHECK_OK(nb_png_read_gray(png, &w, &h, &px));
+    CHECK_OK(nb_image_grid_size(3, 28, 28, 3, 4, 2, &gw, &gh));
+    CHECK(w == gw && h == gh);
+    int bright = 0;
+    for (int i = 0; i < w * h; i++) bright += px[i] > 200;
+    free(px);
+    CHECK(bright > 100); /* garments, not an empty frame */
+    CHECK(count_tmp_leftovers() == 0);
+}
+
+TEST(png_grid_round_trip)
+{
+    /* two 2x3 images, scale 2, pad 1, 2 columns: (2*(3*2+1)+1) x (1*(2*2+1)+1) = 15 x 6 */
+    float img[12] = {0, 0.5f, 1, 2, -1, NAN, 1, 1, 1, 0, 0, 0};
+    int w = 0, h = 0;
+    CHECK_OK(nb_image_grid_size(2, 2, 3, 2, 2, 1, &w, &h));
+    CHECK(w == 15 && h == 6);
+    uint8_t grid[15 * 6];
+    CHECK_OK(nb_image_grid(img, 2, 2, 3, 2, 2, 1, 7, grid));
+    CHECK(grid[0] == 7 && grid[15 * 5 + 14] == 7); /* border */
+    CHECK(grid[1 * 15 + 1] == 0 && grid[1 * 15 + 3] == 128 && grid[2 * 15 + 6] == 255);
+    CHECK(grid[3 * 15 + 1] == 255 && grid[3 * 15 + 3] == 0 && grid[4 * 15 + 5] == 0); /* clamped, NaN */
+    CHECK(grid[1 * 15 + 8] == 255 && grid[4 * 15 + 13] == 0);                         /* second tile */
+    CHECK(grid[1 * 15 + 7] == 7);                                                     /* gap */
+    const char *path = tmp_path("grid.png");
+    CHECK_OK(nb_png_write_gray(path, w, h, grid));
+    uint8_t *back = NULL;
+    int bw = 0, bh = 0;
+    CHECK_OK(nb_png_read_gray(path, &bw, &bh, &back));
+    CHECK(bw == w && bh == h && !memcmp(back, grid, sizeof grid));
+    free(back);
+    CHECK_ERR(nb_image_grid_size(0, 28, 28, 1, 1, 0, &w, &h), NB_ERR_ARG, "positive");
+    CHECK_ERR(nb_image_grid_size(10000, 28, 28, 1, 4, 0, &w, &h), NB_ERR_ARG, "larger");
+    CHECK_ERR(nb_png_write_gray(path, 0, 5, grid), NB_ERR_ARG, "size");
+    CHECK_ERR(nb_png_write_gray("/nonexistent/dir/x.png", 2, 2, grid), NB_ERR_IO, "/nonexistent/dir/x.png");
+    CHECK_ERR(nb_png_read_gray(tmp_path("none.png"), &bw, &bh, &back), NB_ERR_NOTFOUND, "none.png");
+    FILE *f = fopen(tmp_path("fake.png"), "wb");
+    CHECK(f);
+    fputs("\x89PNG\r\n\x1a\nnot really", f);
+    fclose(f);
+    CHECK_ERR(nb_png_read_gray(tmp_path("fake.png"), &bw, &bh, &back), NB_ERR_FORMAT, "fake.png");
+    CHECK(back == NULL);
+}

@@ -1,0 +1,228 @@
+/* nabla train — train a model of the zoo on Fashion-MNIST with SGD. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+const cli_cmd cli_train_cmd = {
+    "train",
+    "train a model on Fashion-MNIST (SGD with momentum) and report test accuracy",
+    "[--model mlp] [--epochs N] [--batch B] [--lr LR] [--seed S] [--threads T]\n"
+    "                   [--out FILE.safetensors] [--metrics FILE.jsonl] [options]",
+    "Each epoch prints train loss, test loss, test accuracy and training images per\n"
+    "second (evaluation excluded). The learning rate follows --schedule per epoch:\n"
+    "cosine anneals it from --lr towards 0 (torch CosineAnnealingLR, T_max = epochs).\n"
+    "--out is written atomically after every epoch, so\n"
+    "an interrupted run keeps the last finished epoch; a NaN or infinite loss stops\n"
+    "the run (exit 1) without touching --out. --metrics gets one JSON object per\n"
+    "epoch: epoch, train_loss, test_loss, test_acc, img_per_s, seconds (the epoch's\n"
+    "wall time: training, evaluation and saving).\n",
+};
+
+typedef struct {
+    const char *model, *config, *out, *metrics, *data, *schedule;
+    int epochs, threads, quiet;
+    int64_t batch, limit_train;
+    float lr, momentum, weight_decay;
+    uint64_t seed;
+} train_opts;
+
+/* One epoch of training; the mean training loss goes to *mean_loss. On a
+ * non-finite loss prints the error and returns CLI_FAIL. */
+static int train_epoch(nb_model *m, nb_optimizer *o, nb_ctx *ctx, nb_loader *l, int epoch, int epochs,
+                       int quiet, double *mean_loss, int64_t *images)
+{
+    cli_progress bar;
+    cli_progress_start(&bar, epoch, epochs, nb_loader_num_batches(l), quiet);
+    double loss_sum = 0;
+    int64_t seen = 0, step = 0;
+    nb_model_train(m, 1);
+    for (;;) {
+        nb_ctx_reset(ctx);
+        nb_batch b;
+        if (nb_loader_next(l, ctx, &b) != NB_OK) {
+            cli_progress_end(&bar);
+            return cli_lib_error();
+        }
+        if (!b.n) break;
+        step++;
+        nb_tensor *loss = nb_cross_entropy(ctx, nb_model_forward(m, ctx, b.x), b.y, NULL, -100, NB_REDUCTION_MEAN);
+        if (!loss) {
+            cli_progress_end(&bar);
+            return cli_lib_error();
+        }
+        float v = nb_tensor_item(loss);
+        if (!isfinite(v)) {
+            cli_progress_end(&bar);
+            return cli_fail("training diverged: loss is %s at epoch %d, step %lld (try a smaller --lr)",
+                            isnan(v) ? "NaN" : "infinite", epoch, (long long)step);
+        }
+        nb_model_zero_grad(m);
+        if (nb_backward(ctx, loss) != NB_OK) {
+            cli_progress_end(&bar);
+            return cli_lib_error();
+        }
+        if (nb_optim_step(o) != NB_OK) {
+            cli_progress_end(&bar);
+            return cli_fail("epoch %d, step %lld: %s", epoch, (long long)step, nb_last_error());
+        }
+        loss_sum += (double)v * (double)b.n;
+        seen += b.n;
+        double dt = cli_now() - bar.t0;
+        cli_progress_update(&bar, step, loss_sum / (double)seen, dt > 0 ? (double)seen / dt : 0);
+    }
+    cli_progress_end(&bar);
+    nb_ctx_reset(ctx);
+    *mean_loss = seen ? loss_sum / (double)seen : 0;
+    *images = seen;
+    return 0;
+}
+
+/* The learning rate of an epoch: constant, or cosine annealing from lr
+ * towards 0 over the run, stepped per epoch (torch CosineAnnealingLR with
+ * T_max = epochs, eta_min = 0). */
+static float epoch_lr(const train_opts *a, int epoch)
+{
+    if (!strcmp(a->schedule, "constant")) return a->lr;
+    return (float)(0.5 * (double)a->lr * (1.0 + cos(M_PI * (double)(epoch - 1) / (double)a->epochs)));
+}
+
+static int run(const train_opts *a)
+{
+    int rc = CLI_FAIL;
+    nb_dataset *train = NULL, *test = NULL;
+    nb_ctx *ctx = NULL;
+    nb_model *m = NULL;
+    nb_optimizer *o = NULL;
+    nb_loader *l = NULL;
+    FILE *metrics = NULL;
+
+    if (a->out && !cli_dir_writable(a->out)) return cli_fail("--out %s: the directory does not exist or is not writable", a->out);
+    nb_set_threads(a->threads);
+    ctx = nb_ctx_new(a->seed);
+    if (!ctx) {
+        cli_lib_error();
+        goto done;
+    }
+    nb_status s = nb_model_build(a->model, a->config, nb_ctx_rng(ctx), &m);
+    if (s == NB_ERR_ARG && a->config) { /* a --config the model does not accept */
+        rc = cli_usage_error("train", "--config %s: %s", a->config, nb_last_error());
+        goto done;
+    }
+    if (s != NB_OK) {
+        cli_lib_error();
+        goto done;
+    }
+    if (cli_load_fashion_mnist(a->data, 1, &train) || cli_load_fashion_mnist(a->data, 0, &test)) goto done;
+    if (a->limit_train > 0) nb_dataset_truncate(train, a->limit_train);
+    o = nb_sgd_new(m, (nb_sgd_opts){.lr = a->lr, .momentum = a->momentum, .weight_decay = a->weight_decay});
+    if (!o || nb_loader_new(train, a->batch, 1, 0, a->seed, &l) != NB_OK) {
+        cli_lib_error();
+        goto done;
+    }
+    if (a->metrics && !(metrics = fopen(a->metrics, "w"))) {
+        cli_fail("--metrics %s: %s", a->metrics, strerror(errno));
+        goto done;
+    }
+    if (!a->quiet) {
+        int64_t nparam = 0;
+        for (int i = 0; i < m->nparams; i++) nparam += nb_tensor_numel(&m->params[i].t);
+        printf("training %s (%s; %lld parameters) on %lld images, testing on %lld\n", m->name, m->config, (long long)nparam,
+               (long long)train->n, (long long)test->n);
+        printf("batch %lld, SGD lr %g (%s) momentum %g weight decay %g, seed %llu, %d threads, gemm %s\n",
+               (long long)a->batch, (double)a->lr, a->schedule, (double)a->momentum, (double)a->weight_decay,
+               (unsigned long long)a->seed, nb_get_threads(), nb_gemm_isa());
+        fflush(stdout);
+    }
+
+    double t_start = cli_now(), test_loss = 0, test_acc = 0;
+    for (int epoch = 1; epoch <= a->epochs; epoch++) {
+        if (epoch > 1) nb_loader_start_epoch(l);
+        o->lr = epoch_lr(a, epoch);
+        double t0 = cli_now(), train_loss = 0;
+        int64_t images = 0;
+        if (train_epoch(m, o, ctx, l, epoch, a->epochs, a->quiet, &train_loss, &images)) goto done;
+        double train_s = cli_now() - t0;
+        if (cli_evaluate(m, ctx, test, &test_loss, &test_acc) != NB_OK) {
+            cli_lib_error();
+            goto done;
+        }
+        if (a->out) {
+            /* The step refuses non-finite gradients, but check anyway: a bad
+             * file must never replace a good one. */
+            if (!cli_all_finite(m->data, m->numel)) {
+                cli_fail("training diverged: non-finite weights after epoch %d; %s not written", epoch, a->out);
+                goto done;
+            }
+            if (nb_model_save(m, a->out) != NB_OK) {
+                cli_lib_error();
+                goto done;
+            }
+        }
+        double secs = cli_now() - t0, ips = train_s > 0 ? (double)images / train_s : 0;
+        if (!a->quiet) {
+            printf("epoch %d/%d  train_loss %.4f  test_loss %.4f  test_acc %.4f  img/s %.0f  (%.1f s)\n", epoch,
+                   a->epochs, train_loss, test_loss, test_acc, ips, secs);
+            fflush(stdout);
+        }
+        if (metrics) {
+            fprintf(metrics,
+                    "{\"epoch\": %d, \"train_loss\": %.6f, \"test_loss\": %.6f, \"test_acc\": %.4f, "
+                    "\"img_per_s\": %.1f, \"seconds\": %.3f}\n",
+                    epoch, train_loss, test_loss, test_acc, ips, secs);
+            if (fflush(metrics) != 0) {
+                cli_fail("--metrics %s: %s", a->metrics, strerror(errno));
+                goto done;
+            }
+        }
+    }
+    if (!a->quiet) {
+        printf("test_acc %.4f after %d epochs (%.1f s)", test_acc, a->epochs, cli_now() - t_start);
+        if (a->out) printf("; weights in %s", a->out);
+        putchar('\n');
+    }
+    rc = CLI_OK;
+done:
+    if (metrics && fclose(metrics) != 0 && rc == CLI_OK) rc = cli_fail("--metrics %s: %s", a->metrics, strerror(errno));
+    nb_loader_free(l);
+    nb_optim_free(o);
+    nb_model_free(m);
+    nb_ctx_free(ctx);
+    nb_dataset_free(train);
+    nb_dataset_free(test);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_opts a = {
+        .model = "mlp", .epochs = 10, .batch = 64, .lr = 0.05f, .momentum = 0.9f, .weight_decay = 0.0f,
+        .schedule = "cosine",
+    };
+    cli_opt opts[] = {
+        {"model", CLI_STR, &a.model, 0, 0, "NAME", "model of the zoo", 0},
+        {"config", CLI_STR, &a.config, 0, 0, "CFG", "model configuration (mlp: layer sizes, default 784,256,128,100,10)", 0},
+        {"epochs", CLI_INT, &a.epochs, 1, 100000, "N", "passes over the training set", 0},
+        {"batch", CLI_I64, &a.batch, 1, 60000, "B", "mini-batch size", 0},
+        {"lr", CLI_FLOAT, &a.lr, 0, 1e30, "LR", "learning rate", 0},
+        {"schedule", CLI_STR, &a.schedule, 0, 0, "NAME", "learning rate per epoch: cosine or constant", 0},
+        {"momentum", CLI_FLOAT, &a.momentum, 0, 1, "M", "SGD momentum (torch.optim.SGD)", 0},
+        {"weight-decay", CLI_FLOAT, &a.weight_decay, 0, 1e6, "WD", "L2 weight decay", 0},
+        {"seed", CLI_U64, &a.seed, 0, 0, "S", "seed of the initialisation and the shuffle", 0},
+        {"threads", CLI_INT, &a.threads, 0, 4096, "T", "kernel threads, 0 = all cores", 0},
+        {"out", CLI_STR, &a.out, 0, 0, "FILE", "save the weights (safetensors) after each epoch", 0},
+        {"metrics", CLI_STR, &a.metrics, 0, 0, "FILE", "write one JSON line per epoch", 0},
+        {"limit-train", CLI_I64, &a.limit_train, 0, 1e12, "N", "use only the first N training images, 0 = all", 0},
+        {"data", CLI_STR, &a.data, 0, 0, "DIR", "Fashion-MNIST directory", 0},
+        {"quiet", CLI_FLAG, &a.quiet, 0, 0, NULL, "print nothing but errors", 0},
+    };
+    a.data = nb_fashion_mnist_default_dir();
+    int r = cli_parse(&cli_train_cmd, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
+    if (r >= 0) return r;
+    if (strcmp(a.schedule, "cosine") && strcmp(a.schedule, "constant"))
+        return cli_usage_error("train", "option --schedule: '%s' is not cosine or constant", a.schedule);
+    if (!nb_model_default_config(a.model))
+        return cli_usage_error("train", "unknown model '%s' (known: mlp)", a.model);
+    return run(&a);
+}
