@@ -4,6 +4,9 @@
  * flops / total time, 2 threads), the figure scripts/bench.sh reports.
  * Usage: bench_gemm [seconds per case, default 0.3] [filter]
  * NABLA_GEMM_ISA=avx2|scalar forces a lower instruction set. */
+#ifndef _GNU_SOURCE
+#define _POSIX_C_SOURCE 200809L /* setenv, clock_gettime */
+#endif
 #include "nabla.h"
 #include <stdio.h>
 #include <stdlib.h>

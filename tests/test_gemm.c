@@ -1,6 +1,9 @@
 /* nb_gemm against nb_gemm_ref: every transpose, alpha/beta, edge sizes,
  * padded leading dimensions, each micro-kernel this CPU runs, and bit-equal
  * results for 1 and 2 threads. */
+#ifndef _GNU_SOURCE
+#define _POSIX_C_SOURCE 200809L /* setenv, clock_gettime */
+#endif
 #include "test.h"
 #include <stdint.h>
 #include <stdlib.h>

@@ -433,7 +433,9 @@ void nb_gemm(int transa, int transb, int M, int N, int K, float alpha,
         if (!(tr ? gemm_block_t : gemm_block)(im, &g, 0, M, 0, N)) gemm_block_ref(&g, 0, M, 0, N);
         return;
     }
+#ifdef _OPENMP
 #pragma omp parallel num_threads(tm * tn)
+#endif
     {
 #ifdef _OPENMP
         const int me = omp_get_thread_num(), team = omp_get_num_threads();
