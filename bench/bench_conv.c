@@ -7,9 +7,9 @@
  * at 28x28 and 32 -> 64 at 14x14, batch 64, 3x3, padding 1). The backward is
  * timed alone: the output gradient is set and the op's backward called on
  * its tape node (nb__bw_conv2d), as bench/torch_conv.py times
- * aten::convolution_backward.
+ * aten::convolution_backward. Times are the best of the runs.
  *
- * Usage: bench_conv [seconds per measurement, default 0.5] [case filter]
+ * Usage: bench_conv [seconds per measurement, default 0.5] [case filter] [threads: 1 or 2, default both]
  * The last line is the headline number for scripts/bench.sh. */
 #include "../src/core/internal.h"
 #include <stdio.h>
@@ -45,14 +45,17 @@ static void fill(nb_tensor *t, unsigned *seed)
 
 typedef struct { double fwd, bwd; } timing; /* seconds, best of the runs */
 
+/* Each run: reset the op context (as a training step does), forward with
+ * autograd on, then the backward of that node alone. Leaves, their
+ * gradients and the output gradient live in a second context. */
 static int run(const conv_case *c, double secs, timing *out)
 {
-    nb_ctx *ctx = nb_ctx_new(1);
-    if (!ctx) return 0;
+    nb_ctx *lctx = nb_ctx_new(1), *ctx = nb_ctx_new(2);
+    if (!lctx || !ctx) return 0;
     unsigned seed = 42;
-    nb_tensor *x = nb_tensor_new(ctx, 4, (int64_t[]){c->N, c->C, c->H, c->W});
-    nb_tensor *w = nb_tensor_new(ctx, 4, (int64_t[]){c->O, c->C, c->k, c->k});
-    nb_tensor *b = nb_tensor_new(ctx, 1, (int64_t[]){c->O});
+    nb_tensor *x = nb_tensor_new(lctx, 4, (int64_t[]){c->N, c->C, c->H, c->W});
+    nb_tensor *w = nb_tensor_new(lctx, 4, (int64_t[]){c->O, c->C, c->k, c->k});
+    nb_tensor *b = nb_tensor_new(lctx, 1, (int64_t[]){c->O});
     if (!x || !w || !b) return 0;
     fill(x, &seed);
     fill(w, &seed);
@@ -60,47 +63,34 @@ static int run(const conv_case *c, double secs, timing *out)
     nb_requires_grad(x, 1);
     nb_requires_grad(w, 1);
     nb_requires_grad(b, 1);
+    if (!nb__grad(lctx, x) || !nb__grad(lctx, w) || !nb__grad(lctx, b)) return 0;
     nb_conv2d_opts o = {{c->stride, c->stride}, {c->pad, c->pad}, {1, 1}, 1};
-    /* grads of the leaves, and the output gradient */
-    if (!nb__grad(ctx, x) || !nb__grad(ctx, w) || !nb__grad(ctx, b)) return 0;
-    nb_tensor *y = nb_conv2d(ctx, x, w, b, &o);
-    if (!y || !y->node) {
-        fprintf(stderr, "conv2d failed: %s\n", nb_last_error());
-        return 0;
-    }
-    nb_tensor *g = nb_tensor_new(ctx, y->ndim, y->shape);
-    if (!g) return 0;
-    fill(g, &seed);
-    y->grad = g->data;
-    nb__node *node = y->node;
+    nb_tensor *g = NULL;
     out->fwd = out->bwd = 1e30;
-    /* forward: a fresh context per call would measure allocation; the
-     * arena simply grows (bounded by the runs) and is reset when large */
-    nb_ctx *fctx = nb_ctx_new(2);
-    if (!fctx) return 0;
-    nb_set_grad_enabled(fctx, 0);
     double start = now();
-    int runs = 0;
-    while (runs < 3 || now() - start < secs) {
-        nb_ctx_reset(fctx);
+    for (int runs = 0; runs < 3 || now() - start < secs; runs++) {
+        nb_ctx_reset(ctx);
         double t = now();
-        nb_tensor *yy = nb_conv2d(fctx, x, w, b, &o);
+        nb_tensor *y = nb_conv2d(ctx, x, w, b, &o);
         t = now() - t;
-        if (!yy) return 0;
+        if (!y || !y->node) {
+            fprintf(stderr, "conv2d failed: %s\n", nb_last_error());
+            return 0;
+        }
         if (t < out->fwd) out->fwd = t;
-        runs++;
-    }
-    start = now();
-    runs = 0;
-    while (runs < 3 || now() - start < secs) {
-        double t = now();
-        if (nb__bw_conv2d(ctx, node) != NB_OK) return 0;
+        if (!g) {
+            g = nb_tensor_new(lctx, y->ndim, y->shape);
+            if (!g) return 0;
+            fill(g, &seed);
+        }
+        y->grad = g->data;
+        t = now();
+        if (nb__bw_conv2d(ctx, y->node) != NB_OK) return 0;
         t = now() - t;
         if (t < out->bwd) out->bwd = t;
-        runs++;
     }
-    nb_ctx_free(fctx);
     nb_ctx_free(ctx);
+    nb_ctx_free(lctx);
     return 1;
 }
 
@@ -108,6 +98,7 @@ int main(int argc, char **argv)
 {
     double secs = argc > 1 ? atof(argv[1]) : 0.5;
     const char *filter = argc > 2 ? argv[2] : NULL;
+    const int only = argc > 3 ? atoi(argv[3]) : 0;
     if (secs <= 0) secs = 0.5;
     printf("nb_conv2d, GEMM kernel %s; best of %.1f s; peak %.0f GFLOP/s per core\n", nb_gemm_isa(), secs,
            NB_PEAK_PER_CORE);
@@ -120,6 +111,7 @@ int main(int argc, char **argv)
         const int oh = (c->H + 2 * c->pad - c->k) / c->stride + 1, ow = (c->W + 2 * c->pad - c->k) / c->stride + 1;
         const double flop = 2.0 * c->N * c->O * (double)oh * ow * c->C * c->k * c->k; /* forward */
         for (int th = 1; th <= 2; th++) {
+            if (only && th != only) continue;
             nb_set_threads(th);
             timing t;
             if (!run(c, secs, &t)) {

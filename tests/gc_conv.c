@@ -60,6 +60,9 @@ static const conv_gc cases[] = {
     {"dilation 2 padding 2 (same size)", 2, 2, 6, 7, 3, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1, 0, 0},
     {"1x3 kernel padding (0,1) (same size)", 1, 3, 4, 6, 2, 1, 3, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0},
     {"5x5 padding 2 batch 3 (same size)", 3, 2, 6, 5, 2, 5, 5, 1, 1, 2, 2, 1, 1, 1, 1, 0, 0},
+    /* wider layers, still small enough to check every weight often */
+    {"16 channels, 3x3 padding (1,2) dilation (1,2)", 1, 16, 5, 4, 16, 3, 3, 1, 1, 1, 2, 1, 2, 1, 1, 0, 0},
+    {"32 channels groups 2, strided input", 2, 32, 4, 3, 16, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1, 1, 0},
 };
 
 int gc_conv2d(nb_ctx *ctx, int variant, gc_case *c)

@@ -6,24 +6,34 @@
  *   data      dcol   (K x P)   = W[g]^T @ dY[n,g];  dX[n,g] += col2im(dcol)
  *   weights   dW[g]  (Og x K) += dY[n,g] @ col(X[n,g])^T
  *   bias      db[o]           += sum over n and pixels of dY[n,o]
- * all on nb_gemm. col() is im2col, built one tile of output rows at a time
- * so the column buffer (K x tile) stays in L2 (CV_TILE_FLOATS) and the
- * workspace is bounded whatever the batch. A 1x1 convolution with stride 1
- * and no padding needs no im2col: X[n,g] is already the K x P column matrix.
- * Depthwise convolutions (groups > 1 with one input channel each) run
- * direct loops instead: their GEMMs would be (O/groups) x P x (kh*kw).
+ * all on nb_gemm. The column matrix, by shape:
+ *  - 1x1, stride 1, no padding: X[n,g] is already the K x P matrix.
+ *  - otherwise im2col, one tile of output rows at a time, so the column
+ *    buffer (K x tile, CV_TILE_FLOATS) stays in L2 and the workspace is
+ *    bounded whatever the batch. With stride 1 and OW == W ("same"
+ *    padding) a kernel tap's rows are one shifted span of the input plane:
+ *    one copy (or one add, for col2im) per tap and channel instead of one
+ *    per row, which made im2col/col2im about 3x cheaper.
+ *  - depthwise (groups > 1, one input channel each): direct loops; the
+ *    GEMMs would be (O/groups) x P x (kh*kw).
+ * The bias is written with the output (the GEMM adds onto it). Measured on
+ * bench/bench_conv.c and not kept: "shifted GEMMs" (kh*kw GEMMs with
+ * K = channels over views of one zero-padded copy of the input rows, no
+ * im2col) ran at the same speed as the tiled im2col on the 64->64 56x56 and
+ * 32->64 14x14 layers; tiles of 96K and 384K floats were slower than 256K.
  *
- * Threads: the work is split into items (forward: (sample, tile); data
- * gradient: samples, which own their slice of dX). With enough items each
- * thread runs whole items with single-threaded GEMMs; otherwise items run
- * one after another with threaded GEMMs and im2col/col2im split over
- * channels. nb_gemm gives the same bits for any thread count and each
- * output element sees the same sequence of operations either way, so the
- * results do not depend on the thread count. The weight and bias gradients
- * sum over items: items are cut into `parts` contiguous ranges, a number
- * fixed by the shape alone (never by the thread count); each range
- * accumulates into its own buffer (range 0 straight into the gradient) and
- * the buffers are added in order at the end. */
+ * Threads: the work is split into items (forward: (sample, tile) pairs,
+ * whose outputs are disjoint; data gradient: samples, which own their slice
+ * of dX, since col2im tiles overlap). With enough items each thread runs
+ * whole items with single-threaded GEMMs; otherwise items run one after
+ * another with threaded GEMMs and im2col/col2im split over channels.
+ * nb_gemm gives the same bits for any thread count and each output element
+ * sees the same sequence of operations either way, so the results do not
+ * depend on the thread count. The weight and bias gradients sum over items:
+ * items are cut into `parts` contiguous ranges, a number fixed by the shape
+ * alone (never by the thread count); each range accumulates into its own
+ * buffer (range 0 straight into the gradient) and the buffers are added in
+ * order at the end. */
 #include "../core/internal.h"
 #include <limits.h>
 #ifdef _OPENMP
@@ -31,9 +41,18 @@
 #endif
 
 #ifndef CV_TILE_FLOATS
-#define CV_TILE_FLOATS  (96 * 1024)     /* column buffer per thread (K x tile) */
+#define CV_TILE_FLOATS  (256 * 1024)    /* column buffer per thread (K x tile) */
 #endif
 #define CV_PAR_FLOPS    2.0e6           /* below this, everything on one thread */
+/* The copy/add loops below, compiled for AVX-512, AVX2 and baseline x86-64,
+ * the variant chosen at load time (as pool.c). -std=c11 keeps FMA
+ * contraction off, and the loops never reassociate, so every variant gives
+ * the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NB_NO_CLONES)
+#define CV_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CV_VEC
+#endif
 #define CV_INNER_MIN    32768           /* floats of im2col work worth a fork */
 #define CV_PARTS_MAX    8               /* weight-gradient partial sums */
 #define CV_PARTS_BYTES  (32u << 20)     /* their memory, at most */
@@ -43,7 +62,7 @@ typedef struct {
     int kh, kw, sh, sw, ph, pw, dh, dw, groups;
     int64_t Cg, Og, K, P;   /* K = Cg*kh*kw, P = OH*OW */
     int pointwise;          /* 1x1, stride 1, no padding: no im2col */
-    int depthwise;          /* Cg == 1: direct loops */
+    int depthwise;          /* groups > 1, Cg == 1: direct loops */
     int64_t rows, ntiles;   /* output rows per tile, tiles per sample */
 } cv_geom;
 
@@ -86,8 +105,8 @@ static int flat_rows(const cv_geom *g) { return g->sh == 1 && g->sw == 1 && g->O
 /* col rows of input channels [c0, c1) for output rows [oh0, oh1):
  * col[((c*kh + i)*kw + j)][(oh - oh0)*OW + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw]
  * (0 outside the input). x is one group of one sample: (Cg, H, W). */
-static void im2col(const cv_geom *g, const float *x, int64_t c0, int64_t c1, int64_t oh0, int64_t oh1,
-                   float *col)
+CV_VEC static void im2col(const cv_geom *g, const float *x, int64_t c0, int64_t c1, int64_t oh0,
+                          int64_t oh1, float *col)
 {
     const int64_t OW = g->OW, H = g->H, W = g->W, pt = (oh1 - oh0) * OW;
     const int flat = flat_rows(g);
@@ -135,7 +154,8 @@ static void im2col(const cv_geom *g, const float *x, int64_t c0, int64_t c1, int
  * own disjoint planes of dx, so channel ranges may run in parallel. The
  * flat path zeroes col's padded columns first (it owns the buffer) so one
  * contiguous add covers whole rows. */
-static void col2im(const cv_geom *g, float *col, int64_t c0, int64_t c1, int64_t oh0, int64_t oh1, float *dx)
+CV_VEC static void col2im(const cv_geom *g, float *col, int64_t c0, int64_t c1, int64_t oh0, int64_t oh1,
+                          float *dx)
 {
     const int64_t OW = g->OW, H = g->H, W = g->W, pt = (oh1 - oh0) * OW;
     const int flat = flat_rows(g);
@@ -239,7 +259,7 @@ static int64_t col_floats(const cv_geom *g)
  * loop is a scaled add along a row. */
 
 /* y[oh][ow] (+)= sum_ij w[i][j] x[oh*sh - ph + i*dh][ow*sw - pw + j*dw] on one plane. */
-static void dw_forward_plane(const cv_geom *g, const float *x, const float *w, float bias, float *y)
+CV_VEC static void dw_forward_plane(const cv_geom *g, const float *x, const float *w, float bias, float *y)
 {
     const int64_t OW = g->OW, H = g->H, W = g->W;
     for (int64_t oh = 0; oh < g->OH; oh++) {
@@ -264,8 +284,8 @@ static void dw_forward_plane(const cv_geom *g, const float *x, const float *w, f
 }
 
 /* dx += w (*) dy and dw += x (*) dy on one plane (either may be NULL). */
-static void dw_backward_plane(const cv_geom *g, const float *x, const float *w, const float *dy, float *dx,
-                              float *dwt)
+CV_VEC static void dw_backward_plane(const cv_geom *g, const float *x, const float *w, const float *dy, float *dx,
+                                     float *dwt)
 {
     const int64_t OW = g->OW, H = g->H, W = g->W;
     for (int64_t oh = 0; oh < g->OH; oh++) {
@@ -301,6 +321,16 @@ static void dw_backward_plane(const cv_geom *g, const float *x, const float *w, 
 
 /* ---- forward ------------------------------------------------------------------ */
 
+/* rows x n block of y (row stride ld): row o = b[o * bs]. */
+CV_VEC static void fill_bias(float *y, int64_t rows, int64_t n, int64_t ld, const float *b, int64_t bs)
+{
+    for (int64_t o = 0; o < rows; o++) {
+        const float bv = b[o * bs];
+        float *restrict r = y + o * ld;
+        for (int64_t p = 0; p < n; p++) r[p] = bv;
+    }
+}
+
 /* Output rows [oh0, oh1) of sample n, every group. col: this thread's buffer. */
 static void fw_tile(const cv_geom *g, const float *x, const float *w, const float *b, int64_t bs, float *y,
                     int64_t n, int64_t oh0, int64_t oh1, float *col, int par)
@@ -310,11 +340,7 @@ static void fw_tile(const cv_geom *g, const float *x, const float *w, const floa
         const float *xg = x + (n * g->C + gi * g->Cg) * g->H * g->W;
         float *yg = y + (n * g->O + gi * g->Og) * P + p0;
         if (b) /* the bias goes in first; the GEMM adds to it */
-            for (int64_t o = 0; o < g->Og; o++) {
-                const float bv = b[(gi * g->Og + o) * bs];
-                float *r = yg + o * P;
-                for (int64_t p = 0; p < pt; p++) r[p] = bv;
-            }
+            fill_bias(yg, g->Og, pt, P, b + gi * g->Og * bs, bs);
         const float *B = xg + p0;
         int64_t ldb = P;
         if (!g->pointwise) {
@@ -533,7 +559,7 @@ static void bw_data_sample(const cv_geom *g, const float *w, const float *dy, fl
 }
 
 /* sum of n floats, 16 lanes then a fixed tree. */
-static float row_sum(const float *v, int64_t n)
+CV_VEC static float row_sum(const float *v, int64_t n)
 {
     float acc[16] = {0};
     int64_t i = 0;
