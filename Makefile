@@ -72,7 +72,7 @@ asan:
 demo: deps all
 	@scripts/demo.sh $(BUILD)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libnabla.a
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.inc) $(BUILD)/libnabla.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libnabla.a $(LDLIBS)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)

@@ -30,21 +30,23 @@ for bin in "$BUILD"/bench/*; do
     out=$("$bin") || { echo "$name failed" >&2; status=1; continue; }
     echo "$out"
     res=$(printf '%s\n' "$out" | result_of)
-    peer="bench/torch_${name#bench_}.py"
-    [ -f "$peer" ] || { rows+=("$name|$res||"); continue; }
+    # the peer: bench/torch_X.py, or the shared training peer for zoo models
+    peer=("bench/torch_${name#bench_}.py")
+    case "$name" in bench_mlp|bench_cnn) peer=(bench/torch_train.py --model "${name#bench_}") ;; esac
+    [ -f "${peer[0]}" ] || { rows+=("$name|$res||"); continue; }
     if [ "$have_torch" = 0 ]; then
-        echo "PyTorch not installed; skipping peer ($peer needs python3-torch: scripts/install-deps.sh --peer)"
+        echo "PyTorch not installed; skipping peer (${peer[*]} needs python3-torch: scripts/install-deps.sh --peer)"
         rows+=("$name|$res|not installed|")
         continue
     fi
     label="PyTorch"
     [ "$openblas_env" = 1 ] && label="PyTorch (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset})"
-    echo "== $peer ($label)"
-    pout=$("$PY" "$peer") && echo "$pout" && rows+=("$name|$res|$label|$(printf '%s\n' "$pout" | result_of)")
+    echo "== ${peer[*]} ($label)"
+    pout=$("$PY" "${peer[@]}") && echo "$pout" && rows+=("$name|$res|$label|$(printf '%s\n' "$pout" | result_of)")
     if [ "$openblas_env" = 1 ]; then
         label="PyTorch (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset)"
-        echo "== $peer ($label)"
-        pout=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" "$peer") && echo "$pout" &&
+        echo "== ${peer[*]} ($label)"
+        pout=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" "${peer[@]}") && echo "$pout" &&
             rows+=("$name|$res|$label|$(printf '%s\n' "$pout" | result_of)")
     fi
 done

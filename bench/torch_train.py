@@ -1,10 +1,10 @@
 #!/usr/bin/python3
-"""PyTorch peer of bench/bench_mlp.c: the same MLP 784-256-128-100-10 (ReLU),
-the same batch, SGD (lr 0.05, momentum 0.9) on the Fashion-MNIST training
+"""PyTorch peer of bench/bench_<model>.c (--model mlp or cnn): the same model
+(the MLP 784-256-128-100-10 with ReLU, or the notes' CNN), the same batch, SGD (lr 0.05, momentum 0.9) on the Fashion-MNIST training
 images in order (random images when the dataset is missing), the same timing
 (warm-up, then rounds of --seconds, median). Last line:
     "torch 1.13.0 mlp train batch 64 threads 2 (Fashion-MNIST): 17000 img/s"
-Run with Debian's python3-torch: /usr/bin/python3 bench/torch_mlp.py"""
+Run with Debian's python3-torch: /usr/bin/python3 bench/torch_train.py --model cnn"""
 import argparse
 import gzip
 import os
@@ -43,6 +43,7 @@ def fashion_mnist_train():
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=1.0)
@@ -51,14 +52,19 @@ def main():
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-                          nn.Linear(128, 100), nn.ReLU(), nn.Linear(100, 10))
+    if a.model == "mlp":
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+                              nn.Linear(128, 100), nn.ReLU(), nn.Linear(100, 10))
+    else:
+        model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     try:
         x, y = fashion_mnist_train()
         source = "Fashion-MNIST"
     except FileNotFoundError as e:
-        print(f"torch_mlp: {e} not found; using random images instead", file=sys.stderr)
+        print(f"torch_train: {e} not found; using random images instead", file=sys.stderr)
         x, y = torch.rand(SYNTHETIC, 1, 28, 28), torch.randint(0, 10, (SYNTHETIC,))
         source = "random images"
     nb = x.shape[0] // a.batch  # whole batches, cycled in order
@@ -90,7 +96,7 @@ def main():
                 break
         rates.append(steps * a.batch / t)
         print(f"  round {rd + 1}: {steps} steps, {rates[-1]:.0f} img/s", file=sys.stderr)
-    print(f"torch {torch.__version__} mlp train batch {a.batch} threads {torch.get_num_threads()} "
+    print(f"torch {torch.__version__} {a.model} train batch {a.batch} threads {torch.get_num_threads()} "
           f"({source}): {statistics.median(rates):.0f} img/s")
 
 
