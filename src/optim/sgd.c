@@ -1,87 +1,58 @@
-/* torch.optim.SGD over the model's flat buffers (formulas in nabla/optim.h). */
-#include "../core/internal.h"
-#include <math.h>
+/* torch.optim.SGD (formulas in nabla/optim.h): plain, momentum, dampening,
+ * Nesterov, L2 weight decay. */
+#include "optim_impl.h"
 
-static nb_status sgd_step(nb_optimizer *o)
+typedef struct sgd_args {
+    float       *w, *v;            /* v: momentum_buffer slice, NULL without momentum */
+    const float *g;
+    float        wd, mu, damp, lr; /* damp = 1 - dampening */
+    int          first, nesterov;
+} sgd_args;
+
+NB__OPTIM_KERNEL static void sgd_range(const void *args, int64_t lo, int64_t hi)
 {
-    nb_model *m = o->model;
-    const nb_sgd_opts *s = &o->sgd;
-    /* Refuse a non-finite gradient before touching any weight. */
-    int bad = 0;
-    #pragma omp parallel for reduction(|:bad) schedule(static) if (m->numel > 65536)
-    for (size_t i = 0; i < m->numel; i++) bad |= !isfinite(m->grad[i]);
-    if (bad) return nb__fail(NB_ERR_NONFINITE, "SGD: non-finite gradient at step %lld; weights unchanged",
-                             (long long)o->steps + 1);
-    const float lr = o->lr, mu = s->momentum, damp = 1.0f - s->dampening;
-    const int first = o->steps == 0;
-    for (int k = 0; k < m->nparams; k++) {
-        nb_param *p = &m->params[k];
-        if (p->buffer) continue;
-        float *w = p->t.data, *g = p->t.grad, *v = o->state ? o->state + p->offset : NULL;
-        const float wd = p->no_decay ? 0.0f : s->weight_decay;
-        const int64_t n = nb_tensor_numel(&p->t);
-        #pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) {
-            float gi = g[i] + wd * w[i];
-            if (v) {
-                v[i] = first ? gi : mu * v[i] + damp * gi;
-                gi = s->nesterov ? gi + mu * v[i] : v[i];
-            }
-            w[i] -= lr * gi;
+    const sgd_args *a = args;
+    float *restrict w = a->w, *restrict v = a->v;
+    const float *restrict g = a->g;
+    const float wd = a->wd, mu = a->mu, damp = a->damp, lr = a->lr;
+    if (!v) {
+        for (int64_t i = lo; i < hi; i++) w[i] -= lr * (g[i] + wd * w[i]);
+    } else if (a->first) {             /* torch: buf = clone(g) */
+        for (int64_t i = lo; i < hi; i++) {
+            const float gi = g[i] + wd * w[i];
+            v[i] = gi;
+            w[i] -= lr * (a->nesterov ? gi + mu * gi : gi);
+        }
+    } else if (a->nesterov) {
+        for (int64_t i = lo; i < hi; i++) {
+            const float gi = g[i] + wd * w[i];
+            v[i] = mu * v[i] + damp * gi;
+            w[i] -= lr * (gi + mu * v[i]);
+        }
+    } else {
+        for (int64_t i = lo; i < hi; i++) {
+            const float gi = g[i] + wd * w[i];
+            v[i] = mu * v[i] + damp * gi;
+            w[i] -= lr * v[i];
         }
     }
-    o->steps++;
-    return NB_OK;
+}
+
+void nb__sgd_update(const nb_optim_opts *g, double lr, int64_t t, const nb__optim_param *p)
+{
+    sgd_args a = {.w = p->w, .g = p->g, .v = g->momentum != 0 ? p->s[0] : NULL, .wd = (float)p->wd,
+                  .mu = (float)g->momentum, .damp = (float)(1.0 - g->dampening), .lr = (float)lr,
+                  .first = t == 1, .nesterov = g->nesterov};
+    nb__optim_for(sgd_range, &a, p->n);
 }
 
 nb_optimizer *nb_sgd_new(nb_model *m, nb_sgd_opts opts)
 {
-    if (!m) {
-        nb__fail(NB_ERR_ARG, "SGD: model is NULL");
-        return NULL;
-    }
-    if (!(opts.lr >= 0) || !(opts.momentum >= 0) || !(opts.weight_decay >= 0)) {
-        nb__fail(NB_ERR_ARG, "SGD: invalid lr %g, momentum %g or weight_decay %g (must be >= 0)",
-                 opts.lr, opts.momentum, opts.weight_decay);
-        return NULL;
-    }
-    if (opts.nesterov && (opts.momentum <= 0 || opts.dampening != 0)) {
-        nb__fail(NB_ERR_ARG, "SGD: nesterov momentum requires a momentum and zero dampening");
-        return NULL;
-    }
-    nb_optimizer *o = NB_MALLOC(sizeof *o);
-    if (!o) {
-        nb__fail(NB_ERR_NOMEM, "SGD: out of memory");
-        return NULL;
-    }
-    memset(o, 0, sizeof *o);
-    o->kind = "SGD";
-    o->model = m;
-    o->lr = opts.lr;
-    o->sgd = opts;
-    o->step = sgd_step;
-    if (opts.momentum != 0) {
-        o->state_len = m->numel;
-        o->state = NB_MALLOC((m->numel ? m->numel : 1) * sizeof(float));
-        if (!o->state) {
-            NB_FREE(o);
-            nb__fail(NB_ERR_NOMEM, "SGD: cannot allocate momentum buffers");
-            return NULL;
-        }
-        memset(o->state, 0, m->numel * sizeof(float));
-    }
-    return o;
-}
-
-nb_status nb_optim_step(nb_optimizer *o)
-{
-    if (!o) return nb__fail(NB_ERR_ARG, "optimizer is NULL");
-    return o->step(o);
-}
-
-void nb_optim_free(nb_optimizer *o)
-{
-    if (!o) return;
-    NB_FREE(o->state);
-    NB_FREE(o);
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_SGD);
+    o.lr = opts.lr;
+    o.momentum = opts.momentum;
+    o.dampening = opts.dampening;
+    o.weight_decay = opts.weight_decay;
+    o.nesterov = opts.nesterov;
+    return nb_optim_new(m, &o);
 }
