@@ -106,11 +106,25 @@ TEST(cli_usage_errors_exit_2)
     CHECK(nabla("train --no-such-option 3") == 2);
     CHECK(strstr(err_buf, "no-such-option"));
     CHECK(nabla("train --model no-such-model") == 2);
+    CHECK(nabla("train --optim nadam") == 2);
+    CHECK(strstr(err_buf, "nadam") && strstr(err_buf, "adamw"));
     CHECK(nabla("train --config 784,x,10") == 2);
     CHECK(strstr(err_buf, "784,x,10"));
     CHECK(nabla("eval") == 2);
     CHECK(strstr(err_buf, "--weights"));
     CHECK(nabla("predict --weights x --count 0") == 2);
+}
+
+/* The optimizer follows the model (adam for the CNN) and --optim, with
+ * the optimizer's own default learning rate unless --lr is given. */
+TEST(cli_train_optimizer_choice)
+{
+    CHECK(nabla("train --model cnn --limit-train 256 --epochs 1 --threads 2 --schedule constant") == 0);
+    CHECK(strstr(out_buf, "adam (Adam) lr 0.001 (constant)"));
+    CHECK(nabla("train --optim rmsprop --momentum 0.5 --limit-train 256 --epochs 1 --threads 2") == 0);
+    CHECK(strstr(out_buf, "rmsprop (RMSprop) lr 0.001 (cosine) momentum 0.5"));
+    CHECK(nabla("train --optim adamw --lr 0.01 --limit-train 256 --epochs 1 --threads 2") == 0);
+    CHECK(strstr(out_buf, "adamw (AdamW) lr 0.01 (cosine) weight decay 0.01"));
 }
 
 /* Parse one metrics line: exactly the six fields, each a number. */

@@ -50,7 +50,9 @@ static void print_default(FILE *f, const cli_opt *o)
     case CLI_INT: fprintf(f, " (default %d)", *(int *)o->dst); break;
     case CLI_I64: fprintf(f, " (default %lld)", (long long)*(int64_t *)o->dst); break;
     case CLI_U64: fprintf(f, " (default %llu)", (unsigned long long)*(uint64_t *)o->dst); break;
-    case CLI_FLOAT: fprintf(f, " (default %g)", (double)*(float *)o->dst); break;
+    case CLI_FLOAT: /* NaN: the default depends on other options, as the help says */
+        if (!isnan(*(float *)o->dst)) fprintf(f, " (default %g)", (double)*(float *)o->dst);
+        break;
     case CLI_STR:
         if (*(const char **)o->dst) fprintf(f, " (default %s)", *(const char **)o->dst);
         break;
@@ -271,4 +273,32 @@ int cli_load_fashion_mnist(const char *dir, int train, nb_dataset **out)
 {
     if (nb_fashion_mnist_load(dir, train, out) != NB_OK) return cli_lib_error();
     return 0;
+}
+
+static const struct {
+    const char   *name;
+    nb_optim_kind kind;
+    double        lr, momentum;
+} cli_optims[] = {
+    {"sgd", NB_OPTIM_SGD, 0.1, 0},         {"momentum", NB_OPTIM_SGD, 0.05, 0.9},
+    {"rmsprop", NB_OPTIM_RMSPROP, 1e-3, 0}, {"adagrad", NB_OPTIM_ADAGRAD, 1e-2, 0},
+    {"adam", NB_OPTIM_ADAM, 1e-3, 0},       {"adamw", NB_OPTIM_ADAMW, 1e-3, 0},
+};
+
+int cli_optim_opts(const char *name, nb_optim_opts *out)
+{
+    for (size_t i = 0; i < sizeof cli_optims / sizeof cli_optims[0]; i++)
+        if (!strcmp(name, cli_optims[i].name)) {
+            *out = nb_optim_defaults(cli_optims[i].kind);
+            out->lr = cli_optims[i].lr;
+            out->momentum = cli_optims[i].momentum;
+            return 0;
+        }
+    return -1;
+}
+
+double cli_optim_lr(const char *name)
+{
+    nb_optim_opts o;
+    return cli_optim_opts(name, &o) ? NAN : o.lr;
 }

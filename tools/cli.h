@@ -16,7 +16,7 @@ typedef enum cli_type {
     CLI_INT,    /* int, range [min, max] */
     CLI_I64,    /* int64_t, range [min, max] */
     CLI_U64,    /* uint64_t (seeds), any value that fits */
-    CLI_FLOAT,  /* float, finite, range [min, max] */
+    CLI_FLOAT,  /* float, finite, range [min, max]; a NaN default is not printed */
     CLI_STR,    /* const char * pointing into argv */
     CLI_FLAG    /* int set to 1; takes no value */
 } cli_type;
@@ -87,6 +87,16 @@ int cli_load_fashion_mnist(const char *dir, int train, nb_dataset **out);
 /* Load a model file (rebuilt from its metadata); when want_model is not
  * NULL the file must hold that model. Prints the problem; 0 or CLI_FAIL. */
 int cli_load_weights(const char *path, const char *want_model, nb_model **out);
+
+/* The optimizers of the command line: sgd, momentum (SGD with momentum
+ * 0.9), rmsprop, adagrad, adam, adamw. Fills *out with torch's defaults for
+ * the kind and the command line's default learning rate (cli_optim_lr).
+ * Returns 0, or -1 for an unknown name. */
+#define CLI_OPTIM_NAMES "sgd, momentum, rmsprop, adagrad, adam, adamw"
+int    cli_optim_opts(const char *name, nb_optim_opts *out);
+/* The default learning rate of each: sgd 0.1, momentum 0.05, rmsprop 1e-3,
+ * adagrad 1e-2, adam 1e-3, adamw 1e-3 (torch's where torch has one). */
+double cli_optim_lr(const char *name);
 
 /* The subcommands: argv[0] is the subcommand's name; each returns an exit code. */
 int cmd_train(int argc, char **argv);

@@ -1,4 +1,4 @@
-/* nabla train — train a model of the zoo on Fashion-MNIST with SGD. */
+/* nabla train — train a model of the zoo on Fashion-MNIST. */
 #include "cli.h"
 
 #include <errno.h>
@@ -7,9 +7,14 @@
 
 const cli_cmd cli_train_cmd = {
     "train",
-    "train a model on Fashion-MNIST (SGD with momentum) and report test accuracy",
-    "[--model mlp] [--epochs N] [--batch B] [--lr LR] [--seed S] [--threads T]\n"
-    "                   [--out FILE.safetensors] [--metrics FILE.jsonl] [options]",
+    "train a model on Fashion-MNIST and report test accuracy",
+    "[--model mlp|cnn] [--optim NAME] [--epochs N] [--batch B] [--lr LR] [--seed S]\n"
+    "                   [--threads T] [--out FILE.safetensors] [--metrics FILE.jsonl] [options]",
+    "The optimizer defaults to momentum (SGD, momentum 0.9) for mlp and adam for\n"
+    "cnn; --lr defaults to the optimizer's: sgd 0.1, momentum 0.05, rmsprop 1e-3,\n"
+    "adagrad 1e-2, adam 1e-3, adamw 1e-3 (torch.optim's formulas and other defaults;\n"
+    "--momentum applies to sgd, momentum and rmsprop, --weight-decay to all: L2 in\n"
+    "the gradient, decoupled for adamw).\n"
     "Each epoch prints train loss, test loss, test accuracy and training images per\n"
     "second (evaluation excluded). The learning rate follows --schedule per epoch:\n"
     "cosine anneals it from --lr towards 0 (torch CosineAnnealingLR, T_max = epochs).\n"
@@ -21,10 +26,10 @@ const cli_cmd cli_train_cmd = {
 };
 
 typedef struct {
-    const char *model, *config, *out, *metrics, *data, *schedule;
+    const char *model, *config, *out, *metrics, *data, *schedule, *optim;
     int epochs, threads, quiet;
     int64_t batch, limit_train;
-    float lr, momentum, weight_decay;
+    float lr, momentum, weight_decay; /* NaN: the optimizer's default */
     uint64_t seed;
 } train_opts;
 
@@ -82,10 +87,10 @@ static int train_epoch(nb_model *m, nb_optimizer *o, nb_ctx *ctx, nb_loader *l, 
 /* The learning rate of an epoch: constant, or cosine annealing from lr
  * towards 0 over the run, stepped per epoch (torch CosineAnnealingLR with
  * T_max = epochs, eta_min = 0). */
-static float epoch_lr(const train_opts *a, int epoch)
+static double epoch_lr(double lr, const train_opts *a, int epoch)
 {
-    if (!strcmp(a->schedule, "constant")) return a->lr;
-    return (float)(0.5 * (double)a->lr * (1.0 + cos(M_PI * (double)(epoch - 1) / (double)a->epochs)));
+    if (!strcmp(a->schedule, "constant")) return lr;
+    return 0.5 * lr * (1.0 + cos(M_PI * (double)(epoch - 1) / (double)a->epochs));
 }
 
 static int run(const train_opts *a)
@@ -116,7 +121,12 @@ static int run(const train_opts *a)
     }
     if (cli_load_fashion_mnist(a->data, 1, &train) || cli_load_fashion_mnist(a->data, 0, &test)) goto done;
     if (a->limit_train > 0) nb_dataset_truncate(train, a->limit_train);
-    o = nb_sgd_new(m, (nb_sgd_opts){.lr = a->lr, .momentum = a->momentum, .weight_decay = a->weight_decay});
+    nb_optim_opts oo;
+    cli_optim_opts(a->optim, &oo); /* the name was checked in cmd_train */
+    if (!isnan(a->lr)) oo.lr = a->lr;
+    if (!isnan(a->momentum)) oo.momentum = a->momentum;
+    if (!isnan(a->weight_decay)) oo.weight_decay = a->weight_decay;
+    o = nb_optim_new(m, &oo);
     if (!o || nb_loader_new(train, a->batch, 1, 0, a->seed, &l) != NB_OK) {
         cli_lib_error();
         goto done;
@@ -130,16 +140,17 @@ static int run(const train_opts *a)
         for (int i = 0; i < m->nparams; i++) nparam += nb_tensor_numel(&m->params[i].t);
         printf("training %s (%s; %lld parameters) on %lld images, testing on %lld\n", m->name, m->config, (long long)nparam,
                (long long)train->n, (long long)test->n);
-        printf("batch %lld, SGD lr %g (%s) momentum %g weight decay %g, seed %llu, %d threads, gemm %s\n",
-               (long long)a->batch, (double)a->lr, a->schedule, (double)a->momentum, (double)a->weight_decay,
-               (unsigned long long)a->seed, nb_get_threads(), nb_gemm_isa());
+        printf("batch %lld, %s (%s) lr %g (%s)", (long long)a->batch, a->optim, o->name, oo.lr, a->schedule);
+        if (oo.kind == NB_OPTIM_SGD || oo.kind == NB_OPTIM_RMSPROP) printf(" momentum %g", oo.momentum);
+        printf(" weight decay %g, seed %llu, %d threads, gemm %s\n", oo.weight_decay, (unsigned long long)a->seed,
+               nb_get_threads(), nb_gemm_isa());
         fflush(stdout);
     }
 
-    double t_start = cli_now(), test_loss = 0, test_acc = 0;
+    double t_start = cli_now(), test_loss = 0, test_acc = 0, base_lr = oo.lr;
     for (int epoch = 1; epoch <= a->epochs; epoch++) {
         if (epoch > 1) nb_loader_start_epoch(l);
-        o->lr = epoch_lr(a, epoch);
+        nb_optim_set_lr(o, -1, epoch_lr(base_lr, a, epoch));
         double t0 = cli_now(), train_loss = 0;
         int64_t images = 0;
         if (train_epoch(m, o, ctx, l, epoch, a->epochs, a->quiet, &train_loss, &images)) goto done;
@@ -197,7 +208,7 @@ done:
 int cmd_train(int argc, char **argv)
 {
     train_opts a = {
-        .model = "mlp", .epochs = 10, .batch = 64, .lr = 0.05f, .momentum = 0.9f, .weight_decay = 0.0f,
+        .model = "mlp", .epochs = 10, .batch = 64, .lr = NAN, .momentum = NAN, .weight_decay = NAN,
         .schedule = "cosine",
     };
     cli_opt opts[] = {
@@ -205,10 +216,11 @@ int cmd_train(int argc, char **argv)
         {"config", CLI_STR, &a.config, 0, 0, "CFG", "model configuration (mlp: layer sizes, default 784,256,128,100,10)", 0},
         {"epochs", CLI_INT, &a.epochs, 1, 100000, "N", "passes over the training set", 0},
         {"batch", CLI_I64, &a.batch, 1, 60000, "B", "mini-batch size", 0},
-        {"lr", CLI_FLOAT, &a.lr, 0, 1e30, "LR", "learning rate", 0},
+        {"optim", CLI_STR, &a.optim, 0, 0, "NAME", "optimizer: " CLI_OPTIM_NAMES " (default: momentum for mlp, adam for cnn)", 0},
+        {"lr", CLI_FLOAT, &a.lr, 0, 1e30, "LR", "learning rate (default: the optimizer's)", 0},
         {"schedule", CLI_STR, &a.schedule, 0, 0, "NAME", "learning rate per epoch: cosine or constant", 0},
-        {"momentum", CLI_FLOAT, &a.momentum, 0, 1, "M", "SGD momentum (torch.optim.SGD)", 0},
-        {"weight-decay", CLI_FLOAT, &a.weight_decay, 0, 1e6, "WD", "L2 weight decay", 0},
+        {"momentum", CLI_FLOAT, &a.momentum, 0, 1, "M", "momentum of sgd, momentum (default 0.9) and rmsprop", 0},
+        {"weight-decay", CLI_FLOAT, &a.weight_decay, 0, 1e6, "WD", "weight decay (default the optimizer's: 0, adamw 0.01)", 0},
         {"seed", CLI_U64, &a.seed, 0, 0, "S", "seed of the initialisation and the shuffle", 0},
         {"threads", CLI_INT, &a.threads, 0, 4096, "T", "kernel threads, 0 = all cores", 0},
         {"out", CLI_STR, &a.out, 0, 0, "FILE", "save the weights (safetensors) after each epoch", 0},
@@ -223,6 +235,10 @@ int cmd_train(int argc, char **argv)
     if (strcmp(a.schedule, "cosine") && strcmp(a.schedule, "constant"))
         return cli_usage_error("train", "option --schedule: '%s' is not cosine or constant", a.schedule);
     if (!nb_model_default_config(a.model))
-        return cli_usage_error("train", "unknown model '%s' (known: mlp)", a.model);
+        return cli_usage_error("train", "unknown model '%s' (known: mlp, cnn)", a.model);
+    if (!a.optim) a.optim = strcmp(a.model, "cnn") ? "momentum" : "adam";
+    nb_optim_opts probe;
+    if (cli_optim_opts(a.optim, &probe))
+        return cli_usage_error("train", "option --optim: unknown optimizer '%s' (known: %s)", a.optim, CLI_OPTIM_NAMES);
     return run(&a);
 }
