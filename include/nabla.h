@@ -7,6 +7,7 @@
 #include "nabla/ops.h"
 #include "nabla/nn.h"
 #include "nabla/optim.h"
+#include "nabla/schedule.h"
 #include "nabla/io.h"
 #include "nabla/data.h"
 #include "nabla/image.h"
