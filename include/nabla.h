@@ -11,5 +11,6 @@
 #include "nabla/io.h"
 #include "nabla/data.h"
 #include "nabla/image.h"
+#include "nabla/plot.h"
 #include "nabla/summary.h"
 #endif

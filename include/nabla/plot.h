@@ -16,8 +16,10 @@
  *     nb_plot_free(p);
  *
  * Points with a non-finite x or y (or one <= 0 on a log axis) are skipped
- * and break a line in two. A chart with no finite point still saves (empty
- * axes over [0, 1]). The functions copy what they are given; the caller keeps
+ * and break a line in two (a point alone is a dot). A chart with no finite
+ * point still saves (empty axes over [0, 1], or 1..10 on a log axis). The
+ * legend sits in the corner of the plot area that hides the least data;
+ * text is drawn at 2x from 800 x 500 up. The functions copy what they are given; the caller keeps
  * its arrays. Errors: NB_ERR_ARG (NULL, n < 0, a bad size or scale) and
  * NB_ERR_NOMEM, with the chart unchanged; nb_plot_save adds NB_ERR_IO. */
 #ifndef NABLA_PLOT_H
@@ -31,7 +33,8 @@ extern "C" {
 
 typedef struct nb_plot nb_plot;
 
-typedef enum nb_plot_scale { NB_PLOT_LINEAR = 0, NB_PLOT_LOG = 1 } nb_plot_scale;
+/* (The type is not called nb_plot_scale: that name is the function below.) */
+typedef enum nb_plot_axis_scale { NB_PLOT_LINEAR = 0, NB_PLOT_LOG = 1 } nb_plot_axis_scale;
 
 /* A chart of width x height pixels, each in [200, 4096]. NULL on error
  * (nb_last_error). Free it with nb_plot_free. */
@@ -43,13 +46,15 @@ void      nb_plot_free(nb_plot *p);
 nb_status nb_plot_title(nb_plot *p, const char *title);
 nb_status nb_plot_labels(nb_plot *p, const char *xlabel, const char *ylabel);
 /* Linear (the default) or log10 axes. */
-nb_status nb_plot_scale(nb_plot *p, nb_plot_scale x, nb_plot_scale y);
-/* Fix an axis range; NAN for an end chosen from the data. lo < hi when
- * both are given (and > 0 on a log axis). */
+nb_status nb_plot_scale(nb_plot *p, nb_plot_axis_scale x, nb_plot_axis_scale y);
+/* Fix an axis range; NAN for an end chosen from the data (with a 5%
+ * margin). Each end finite or NAN, lo < hi when both are given, and > 0 on
+ * a log axis (nb_plot_scale checks limits set before it too). */
 nb_status nb_plot_xlim(nb_plot *p, double lo, double hi);
 nb_status nb_plot_ylim(nb_plot *p, double lo, double hi);
 
-/* A series of n points joined by a 2-pixel line. label NULL: not in the legend. */
+/* A series of n points joined by a 2-pixel line (n = 0 with NULL arrays is
+ * an empty series). label NULL: not in the legend. */
 nb_status nb_plot_line(nb_plot *p, const char *label, const double *x, const double *y, int n);
 /* A line with a marker on each point (for sweeps with few points). */
 nb_status nb_plot_line_points(nb_plot *p, const char *label, const double *x, const double *y, int n);
@@ -58,7 +63,8 @@ nb_status nb_plot_line_points(nb_plot *p, const char *label, const double *x, co
  * before the line it belongs to. */
 nb_status nb_plot_band(nb_plot *p, const double *x, const double *ylo, const double *yhi, int n);
 /* A dashed horizontal reference line across the plot (a baseline, a
- * target), in grey, named in the legend when label is not NULL. */
+ * target), in grey, named in the legend when label is not NULL. y must be
+ * finite; it is not drawn where a log axis cannot show it. */
 nb_status nb_plot_hline(nb_plot *p, const char *label, double y);
 
 /* Render and write an RGB PNG, atomically (temporary file, fsync, rename),

@@ -1,4 +1,4 @@
-/* Grayscale PNG files (libpng's simplified API, no setjmp here) and image grids. */
+/* PNG files, gray and RGB (libpng's simplified API, no setjmp here), and image grids. */
 #include "../core/internal.h"
 #include "nabla/image.h"
 
@@ -12,7 +12,10 @@
 #define NB__PNG_MAX_SIDE 65535
 #define NB__PNG_MAX_READ 16384
 
-nb_status nb_png_write_gray(const char *path, int w, int h, const uint8_t *pixels)
+/* Write a w x h PNG of libpng `format` (one byte per channel) atomically: a
+ * temporary file beside `path`, fsync, rename, so readers see either the
+ * old file or the whole new one. */
+static nb_status write_atomic(const char *path, int w, int h, png_uint_32 format, const uint8_t *pixels)
 {
     if (!path || !*path || !pixels) return nb__fail(NB_ERR_ARG, "png write: NULL path or pixels");
     if (w < 1 || h < 1 || w > NB__PNG_MAX_SIDE || h > NB__PNG_MAX_SIDE)
@@ -41,9 +44,10 @@ nb_status nb_png_write_gray(const char *path, int w, int h, const uint8_t *pixel
     img.version = PNG_IMAGE_VERSION;
     img.width = (png_uint_32)w;
     img.height = (png_uint_32)h;
-    img.format = PNG_FORMAT_GRAY;
+    img.format = format;
     nb_status s = NB_OK;
-    if (!png_image_write_to_stdio(&img, f, 0, pixels, w, NULL))
+    png_int_32 stride = (png_int_32)(PNG_IMAGE_PIXEL_CHANNELS(format) * (png_uint_32)w);
+    if (!png_image_write_to_stdio(&img, f, 0, pixels, stride, NULL))
         s = nb__fail(NB_ERR_IO, "%s: libpng: %s", path, img.message);
     png_image_free(&img);
     if (!s && fflush(f) != 0) s = nb__fail(NB_ERR_IO, "%s: write: %s", path, strerror(errno));
@@ -54,6 +58,16 @@ nb_status nb_png_write_gray(const char *path, int w, int h, const uint8_t *pixel
     if (s) unlink(tmp);
     NB_FREE(tmp);
     return s;
+}
+
+nb_status nb_png_write_gray(const char *path, int w, int h, const uint8_t *pixels)
+{
+    return write_atomic(path, w, h, PNG_FORMAT_GRAY, pixels);
+}
+
+nb_status nb_png_write_rgb(const char *path, int w, int h, const uint8_t *rgb)
+{
+    return write_atomic(path, w, h, PNG_FORMAT_RGB, rgb);
 }
 
 nb_status nb_png_read_gray(const char *path, int *w, int *h, uint8_t **pixels)
