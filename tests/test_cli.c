@@ -127,6 +127,23 @@ TEST(cli_train_optimizer_choice)
     CHECK(strstr(out_buf, "adamw (AdamW) lr 0.01 (cosine) weight decay 0.01"));
 }
 
+/* --schedule takes the library's specs and steps once per epoch;
+ * clipping runs before each step. */
+TEST(cli_train_schedule_and_clipping)
+{
+    CHECK(nabla("train --schedule step:1:0.5 --lr 0.08 --epochs 3 --limit-train 256 --threads 2 "
+                "--clip-grad-norm 1 --clip-grad-value 0.5") == 0);
+    CHECK(strstr(out_buf, "epoch 1/3  lr 0.08 ") && strstr(out_buf, "epoch 2/3  lr 0.04 ") &&
+          strstr(out_buf, "epoch 3/3  lr 0.02 "));
+    CHECK(nabla("train --schedule warmup:2 --lr 0.09 --epochs 3 --limit-train 256 --threads 2") == 0);
+    CHECK(strstr(out_buf, "epoch 1/3  lr 0.03 ") && strstr(out_buf, "epoch 2/3  lr 0.06 ") &&
+          strstr(out_buf, "epoch 3/3  lr 0.09 "));
+    CHECK(nabla("train --schedule step:0") == 2);
+    CHECK(strstr(err_buf, "--schedule") && strstr(err_buf, "step_size"));
+    CHECK(nabla("train --schedule warmup:3+plateau") == 2);
+    CHECK(nabla("train --clip-grad-norm -1") == 2);
+}
+
 /* Parse one metrics line: exactly the six fields, each a number. */
 static int metrics_line_ok(const char *line, double *test_acc)
 {

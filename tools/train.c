@@ -16,8 +16,14 @@ const cli_cmd cli_train_cmd = {
     "--momentum applies to sgd, momentum and rmsprop, --weight-decay to all: L2 in\n"
     "the gradient, decoupled for adamw).\n"
     "Each epoch prints train loss, test loss, test accuracy and training images per\n"
-    "second (evaluation excluded). The learning rate follows --schedule per epoch:\n"
-    "cosine anneals it from --lr towards 0 (torch CosineAnnealingLR, T_max = epochs).\n"
+    "second (evaluation excluded).\n\n"
+    "--schedule sets the learning rate of each epoch as torch.optim.lr_scheduler,\n"
+    "stepped after every epoch: cosine (the default: from --lr towards 0 over the\n"
+    "run), constant, step:STEP_SIZE[:GAMMA], multistep:M1,M2,...[:GAMMA], exp:GAMMA,\n"
+    "linear[:START_FACTOR[:ITERS[:END_FACTOR]]], plateau[:FACTOR[:PATIENCE]] (on the\n"
+    "test loss), and a linear warm-up in front of any of them but plateau:\n"
+    "warmup:EPOCHS[:START_FACTOR]+cosine. Keys may be named: cosine:eta_min=1e-5.\n"
+    "Clipping (--clip-grad-value, then --clip-grad-norm) acts before each step.\n\n"
     "--out is written atomically after every epoch, so\n"
     "an interrupted run keeps the last finished epoch; a NaN or infinite loss stops\n"
     "the run (exit 1) without touching --out. --metrics gets one JSON object per\n"
@@ -30,16 +36,18 @@ typedef struct {
     int epochs, threads, quiet;
     int64_t batch, limit_train;
     float lr, momentum, weight_decay; /* NaN: the optimizer's default */
+    float clip_norm, clip_value;      /* 0: off */
+    nb_schedule_opts sched;
     uint64_t seed;
 } train_opts;
 
 /* One epoch of training; the mean training loss goes to *mean_loss. On a
  * non-finite loss prints the error and returns CLI_FAIL. */
-static int train_epoch(nb_model *m, nb_optimizer *o, nb_ctx *ctx, nb_loader *l, int epoch, int epochs,
-                       int quiet, double *mean_loss, int64_t *images)
+static int train_epoch(const train_opts *a, nb_model *m, nb_optimizer *o, nb_ctx *ctx, nb_loader *l, int epoch,
+                       double *mean_loss, int64_t *images)
 {
     cli_progress bar;
-    cli_progress_start(&bar, epoch, epochs, nb_loader_num_batches(l), quiet);
+    cli_progress_start(&bar, epoch, a->epochs, nb_loader_num_batches(l), a->quiet);
     double loss_sum = 0;
     int64_t seen = 0, step = 0;
     nb_model_train(m, 1);
@@ -68,7 +76,9 @@ static int train_epoch(nb_model *m, nb_optimizer *o, nb_ctx *ctx, nb_loader *l, 
             cli_progress_end(&bar);
             return cli_lib_error();
         }
-        if (nb_optim_step(o) != NB_OK) {
+        if ((a->clip_value > 0 && nb_clip_grad_value(m, a->clip_value) != NB_OK) ||
+            (a->clip_norm > 0 && nb_clip_grad_norm(m, a->clip_norm, 2.0, 0, NULL) != NB_OK) ||
+            nb_optim_step(o) != NB_OK) {
             cli_progress_end(&bar);
             return cli_fail("epoch %d, step %lld: %s", epoch, (long long)step, nb_last_error());
         }
@@ -84,14 +94,6 @@ static int train_epoch(nb_model *m, nb_optimizer *o, nb_ctx *ctx, nb_loader *l, 
     return 0;
 }
 
-/* The learning rate of an epoch: constant, or cosine annealing from lr
- * towards 0 over the run, stepped per epoch (torch CosineAnnealingLR with
- * T_max = epochs, eta_min = 0). */
-static double epoch_lr(double lr, const train_opts *a, int epoch)
-{
-    if (!strcmp(a->schedule, "constant")) return lr;
-    return 0.5 * lr * (1.0 + cos(M_PI * (double)(epoch - 1) / (double)a->epochs));
-}
 
 static int run(const train_opts *a)
 {
@@ -100,6 +102,7 @@ static int run(const train_opts *a)
     nb_ctx *ctx = NULL;
     nb_model *m = NULL;
     nb_optimizer *o = NULL;
+    nb_schedule *sched = NULL;
     nb_loader *l = NULL;
     FILE *metrics = NULL;
 
@@ -127,7 +130,8 @@ static int run(const train_opts *a)
     if (!isnan(a->momentum)) oo.momentum = a->momentum;
     if (!isnan(a->weight_decay)) oo.weight_decay = a->weight_decay;
     o = nb_optim_new(m, &oo);
-    if (!o || nb_loader_new(train, a->batch, 1, 0, a->seed, &l) != NB_OK) {
+    if (o) sched = nb_schedule_new(o, &a->sched);
+    if (!o || !sched || nb_loader_new(train, a->batch, 1, 0, a->seed, &l) != NB_OK) {
         cli_lib_error();
         goto done;
     }
@@ -147,13 +151,13 @@ static int run(const train_opts *a)
         fflush(stdout);
     }
 
-    double t_start = cli_now(), test_loss = 0, test_acc = 0, base_lr = oo.lr;
+    double t_start = cli_now(), test_loss = 0, test_acc = 0;
     for (int epoch = 1; epoch <= a->epochs; epoch++) {
         if (epoch > 1) nb_loader_start_epoch(l);
-        nb_optim_set_lr(o, -1, epoch_lr(base_lr, a, epoch));
         double t0 = cli_now(), train_loss = 0;
         int64_t images = 0;
-        if (train_epoch(m, o, ctx, l, epoch, a->epochs, a->quiet, &train_loss, &images)) goto done;
+        double lr = nb_optim_get_lr(o, 0);
+        if (train_epoch(a, m, o, ctx, l, epoch, &train_loss, &images)) goto done;
         double train_s = cli_now() - t0;
         if (cli_evaluate(m, ctx, test, &test_loss, &test_acc) != NB_OK) {
             cli_lib_error();
@@ -173,8 +177,8 @@ static int run(const train_opts *a)
         }
         double secs = cli_now() - t0, ips = train_s > 0 ? (double)images / train_s : 0;
         if (!a->quiet) {
-            printf("epoch %d/%d  train_loss %.4f  test_loss %.4f  test_acc %.4f  img/s %.0f  (%.1f s)\n", epoch,
-                   a->epochs, train_loss, test_loss, test_acc, ips, secs);
+            printf("epoch %d/%d  lr %.3g  train_loss %.4f  test_loss %.4f  test_acc %.4f  img/s %.0f  (%.1f s)\n",
+                   epoch, a->epochs, lr, train_loss, test_loss, test_acc, ips, secs);
             fflush(stdout);
         }
         if (metrics) {
@@ -187,6 +191,11 @@ static int run(const train_opts *a)
                 goto done;
             }
         }
+        /* the next epoch's lr; a plateau watches the test loss */
+        if (nb_schedule_step_metric(sched, test_loss) != NB_OK) {
+            cli_lib_error();
+            goto done;
+        }
     }
     if (!a->quiet) {
         printf("test_acc %.4f after %d epochs (%.1f s)", test_acc, a->epochs, cli_now() - t_start);
@@ -197,6 +206,7 @@ static int run(const train_opts *a)
 done:
     if (metrics && fclose(metrics) != 0 && rc == CLI_OK) rc = cli_fail("--metrics %s: %s", a->metrics, strerror(errno));
     nb_loader_free(l);
+    nb_schedule_free(sched);
     nb_optim_free(o);
     nb_model_free(m);
     nb_ctx_free(ctx);
@@ -218,9 +228,11 @@ int cmd_train(int argc, char **argv)
         {"batch", CLI_I64, &a.batch, 1, 60000, "B", "mini-batch size", 0},
         {"optim", CLI_STR, &a.optim, 0, 0, "NAME", "optimizer: " CLI_OPTIM_NAMES " (default: momentum for mlp, adam for cnn)", 0},
         {"lr", CLI_FLOAT, &a.lr, 0, 1e30, "LR", "learning rate (default: the optimizer's)", 0},
-        {"schedule", CLI_STR, &a.schedule, 0, 0, "NAME", "learning rate per epoch: cosine or constant", 0},
+        {"schedule", CLI_STR, &a.schedule, 0, 0, "SPEC", "learning rate per epoch (see below)", 0},
         {"momentum", CLI_FLOAT, &a.momentum, 0, 1, "M", "momentum of sgd, momentum (default 0.9) and rmsprop", 0},
         {"weight-decay", CLI_FLOAT, &a.weight_decay, 0, 1e6, "WD", "weight decay (default the optimizer's: 0, adamw 0.01)", 0},
+        {"clip-grad-norm", CLI_FLOAT, &a.clip_norm, 0, 1e30, "N", "clip the gradients' global 2-norm to N, 0 = off", 0},
+        {"clip-grad-value", CLI_FLOAT, &a.clip_value, 0, 1e30, "V", "clamp each gradient to [-V, V], 0 = off", 0},
         {"seed", CLI_U64, &a.seed, 0, 0, "S", "seed of the initialisation and the shuffle", 0},
         {"threads", CLI_INT, &a.threads, 0, 4096, "T", "kernel threads, 0 = all cores", 0},
         {"out", CLI_STR, &a.out, 0, 0, "FILE", "save the weights (safetensors) after each epoch", 0},
@@ -232,10 +244,10 @@ int cmd_train(int argc, char **argv)
     a.data = nb_fashion_mnist_default_dir();
     int r = cli_parse(&cli_train_cmd, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (r >= 0) return r;
-    if (strcmp(a.schedule, "cosine") && strcmp(a.schedule, "constant"))
-        return cli_usage_error("train", "option --schedule: '%s' is not cosine or constant", a.schedule);
     if (!nb_model_default_config(a.model))
         return cli_usage_error("train", "unknown model '%s' (known: mlp, cnn)", a.model);
+    if (nb_schedule_parse(a.schedule, a.epochs, &a.sched) != NB_OK)
+        return cli_usage_error("train", "option --schedule: %s", nb_last_error());
     if (!a.optim) a.optim = strcmp(a.model, "cnn") ? "momentum" : "adam";
     nb_optim_opts probe;
     if (cli_optim_opts(a.optim, &probe))
