@@ -52,17 +52,46 @@ $(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/libnabla.a
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libnabla.a $(LDLIBS)
 
 # Fuzz targets, built with a main() that replays files (tests/fuzz/replay.c);
-# `make fuzz` builds them for libFuzzer with clang when it is installed.
+# the tests replay the seed corpora and mutations of them.
 $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libnabla.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libnabla.a $(LDLIBS)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
+# The same targets built for libFuzzer with clang, under ASan and UBSan, in
+# $(BUILD)/libfuzzer (a library of their own). `make test` builds them when
+# clang and its libFuzzer are installed (scripts/install-deps.sh installs
+# them) and tests/test_safetensors_fuzz.c runs each for FUZZ_TEST_SECONDS;
+# `make fuzz` runs each for FUZZ_SECONDS.
+CLANG             ?= clang
+FUZZ_SECONDS      ?= 60
+FUZZ_TEST_SECONDS ?= 20
+LF_DIR   := $(BUILD)/libfuzzer
+LF_FLAGS := -O1 -g -std=c11 -D_GNU_SOURCE -Iinclude -fopenmp -Wno-pass-failed -fno-omit-frame-pointer \
+            -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LF_OBJ   := $(LIB_SRC:%.c=$(LF_DIR)/%.o)
+LF_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(LF_DIR)/%)
+# Whether clang links a libFuzzer program with OpenMP (evaluated when a rule
+# needs it).
+HAVE_LIBFUZZER = $(shell printf '\043include <omp.h>\nint LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return omp_get_max_threads() < 0; }\n' \
+                   | $(CLANG) -x c -fopenmp -fsanitize=fuzzer -o /dev/null - 2>/dev/null && echo yes)
+
+$(LF_DIR)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(LF_FLAGS) -fsanitize=fuzzer-no-link $(if $(findstring _avx512,$<),$(ISA_avx512),$(if $(findstring _avx2,$<),$(ISA_avx2))) -c $< -o $@
+
+$(LF_DIR)/libnabla.a: $(LF_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LF_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(LF_DIR)/libnabla.a
+	$(CLANG) $(LF_FLAGS) -fsanitize=fuzzer -o $@ $< $(LF_DIR)/libnabla.a -lz -lpng -lm
+
 deps:
 	@scripts/install-deps.sh
 
-test: deps all $(BUILD)/run_tests $(BUILD)/readme_example $(FUZZ_BIN)
-	NABLA_BUILD=$(BUILD) $(BUILD)/run_tests
+test: deps all $(BUILD)/run_tests $(BUILD)/readme_example $(FUZZ_BIN) $(if $(HAVE_LIBFUZZER),$(LF_BIN))
+	NABLA_BUILD=$(BUILD) FUZZ_TEST_SECONDS=$(FUZZ_TEST_SECONDS) $(BUILD)/run_tests
 
 asan:
 	$(MAKE) test BUILD=build-asan OPT=-O1 \
@@ -80,12 +109,12 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 bench: deps all $(BENCH_BIN)
 	@scripts/bench.sh $(BUILD)
 
-fuzz:
-	@command -v clang >/dev/null || { echo "make fuzz needs clang (apt-get install clang)"; exit 2; }
-	@mkdir -p $(BUILD)/libfuzzer
-	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE -o $(BUILD)/libfuzzer/$$n $$f $(LIB_SRC) -lz -lpng -lm || exit 1; done
-	@echo "run e.g. $(BUILD)/libfuzzer/fuzz_safetensors tests/fuzz/corpus/safetensors"
+fuzz-build:
+	@test -n "$(HAVE_LIBFUZZER)" || { echo "make fuzz needs clang with libFuzzer (scripts/install-deps.sh)"; exit 2; }
+	@$(MAKE) --no-print-directory $(LF_BIN)
+
+fuzz: fuzz-build
+	tests/fuzz/run_libfuzzer.sh $(LF_DIR) $(FUZZ_SECONDS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include/nabla $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
@@ -105,8 +134,8 @@ help:
 	@echo "make demo     train the Fashion-MNIST MLP for 2 epochs and show predictions"
 	@echo "make bench    throughput beside PyTorch (when python3-torch is installed)"
 	@echo "make asan     the tests under address and undefined-behaviour sanitizers"
-	@echo "make fuzz     libFuzzer builds of the file readers (needs clang)"
+	@echo "make fuzz     run each libFuzzer target FUZZ_SECONDS (default 60; needs clang)"
 	@echo "make install  PREFIX=/usr/local: headers, libraries, nabla.pc, the CLI"
 	@echo "make BLAS=openblas  use OpenBLAS for GEMM (comparison only)"
 
-.PHONY: all deps test asan demo bench fuzz install clean help
+.PHONY: all deps test asan demo bench fuzz fuzz-build install clean help

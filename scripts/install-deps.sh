@@ -2,10 +2,13 @@
 # Install what nabla needs from Debian, only what is missing. Idempotent.
 # As root: apt-get installs. As another user: prints the command to run.
 #   scripts/install-deps.sh            build + test + demo dependencies
-#   scripts/install-deps.sh --peer     also python3-torch (fixtures, peer benchmarks)
+#   scripts/install-deps.sh --peer     also python3-torch (fixtures, peer benchmarks,
+#                                      the PyTorch round trip of make test)
+# The tests' fuzz runs need clang with libFuzzer and OpenMP (clang,
+# libclang-rt-dev, libomp-dev); without them those runs are skipped.
 set -eu
 
-PKGS="build-essential make zlib1g-dev libpng-dev dataset-fashion-mnist"
+PKGS="build-essential make zlib1g-dev libpng-dev dataset-fashion-mnist clang libclang-rt-dev libomp-dev"
 [ "${1:-}" = "--peer" ] && PKGS="$PKGS python3-torch python3-numpy"
 
 missing=""

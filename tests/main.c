@@ -1,5 +1,5 @@
 /* The test runner: runs every registered TEST, prints failures and the
- * closing line "N passed, N failed"; exit status 1 if any failed. */
+ * closing line "N passed, N failed, N skipped"; exit status 1 if any failed. */
 #include "test.h"
 #include <stdarg.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 
 typedef struct { const char *name, *file; nbt_fn fn; } nbt_case;
 static nbt_case cases[1024];
-static int ncases, cur_failed;
+static int ncases, cur_failed, cur_skipped;
 static char tmpdir[256];
 
 void nbt_register(const char *name, const char *file, nbt_fn fn)
@@ -24,6 +24,17 @@ void nbt_fail(const char *file, int line, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     cur_failed = 1;
+}
+
+void nbt_skip(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("  SKIP: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cur_skipped = 1;
 }
 
 const char *nbt_build_dir(void)
@@ -59,20 +70,23 @@ int main(int argc, char **argv)
     }
     atexit(cleanup);
     nb_set_threads(2);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < ncases; i++) {
         if (argc > 1 && !strstr(cases[i].name, argv[1]) && !strstr(cases[i].file, argv[1])) continue;
-        cur_failed = 0;
+        cur_failed = cur_skipped = 0;
         nb_clear_error();
         cases[i].fn();
         if (cur_failed) {
             failed++;
             fprintf(stderr, "FAILED %s (%s)\n", cases[i].name, cases[i].file);
+        } else if (cur_skipped) {
+            skipped++;
+            fprintf(stderr, "SKIPPED %s (%s)\n", cases[i].name, cases[i].file);
         } else {
             passed++;
             if (getenv("NABLA_TEST_VERBOSE")) fprintf(stderr, "ok %s\n", cases[i].name);
         }
     }
-    printf("%d passed, %d failed\n", passed, failed);
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;
 }

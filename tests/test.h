@@ -1,6 +1,6 @@
 /* A small test harness: TEST(name) { ... CHECK(...); } in any test_*.c file
  * registers itself; build/run_tests runs them all (or those whose name or file
- * contains argv[1]) and ends with the line "N passed, N failed". */
+ * contains argv[1]) and ends with the line "N passed, N failed, N skipped". */
 #ifndef NABLA_TEST_H
 #define NABLA_TEST_H
 #include "nabla.h"
@@ -12,6 +12,8 @@ typedef void (*nbt_fn)(void);
 void nbt_register(const char *name, const char *file, nbt_fn fn);
 /* Report a failed check in the running test (it still runs to its return). */
 void nbt_fail(const char *file, int line, const char *fmt, ...);
+/* Mark the running test skipped, with the reason (printed); see SKIP. */
+void nbt_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Directory of built artefacts (build/ or build-asan/). */
 const char *nbt_build_dir(void);
 /* A fresh temporary directory for this test run (removed at exit). */
@@ -25,6 +27,9 @@ const char *nbt_fixture(const char *name);
     { nbt_register(#name, __FILE__, name); }                                \
     static void name(void)
 
+/* Stop the running test and count it as skipped, never silently: for a
+ * check that needs something optional (python3-torch, clang). */
+#define SKIP(...) do { nbt_skip(__VA_ARGS__); return; } while (0)
 #define CHECK(c)                                                            \
     do { if (!(c)) { nbt_fail(__FILE__, __LINE__, "CHECK(%s)", #c); return; } } while (0)
 #define CHECK_MSG(c, ...)                                                   \

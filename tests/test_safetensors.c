@@ -39,9 +39,21 @@ static nb_status hparse(const char *hdr, size_t dlen)
     return s;
 }
 
+/* This file's own folder in the test run's temporary directory, so its
+ * count of leftover temporary files sees only this file's saves. */
+static const char *st_dir(void)
+{
+    static char dir[300];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "%s/st", nbt_tmpdir());
+        mkdir(dir, 0755);
+    }
+    return dir;
+}
+
 static void tpath(char *buf, size_t n, const char *name)
 {
-    snprintf(buf, n, "%s/%s", nbt_tmpdir(), name);
+    snprintf(buf, n, "%s/%s", st_dir(), name);
 }
 
 static int put_file(const char *path, const void *p, size_t n)
@@ -174,9 +186,7 @@ TEST(st_roundtrip_f32_with_metadata)
     free(b);
     struct stat sb;
     CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0644);
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s", nbt_tmpdir());
-    CHECK(count_tmp(dir) == 0);
+    CHECK(count_tmp(st_dir()) == 0);
 }
 
 TEST(st_roundtrip_f16_bf16)
@@ -311,6 +321,74 @@ TEST(st_f64_conversion)
     CHECK(!strcmp(f->tensors[0].dtype, "F64"));
     nb_safetensors_free(f);
     CHECK(ok);
+}
+
+TEST(st_integer_dtypes)
+{
+    /* What a PyTorch state_dict holds besides floats (BatchNorm's
+     * num_batches_tracked is I64): little-endian two's complement. */
+    static const uint8_t data[] = {
+        0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x05, 0, 0, 0, 0, 0, 0, 0x01, /* I64: -2, 2^56 + 5 */
+        0x00, 0x00, 0x00, 0x80, 0xff, 0xff, 0xff, 0x7f,                               /* I32: -2^31, 2^31-1 */
+        0x00, 0x80, 0x34, 0x12,                                                       /* I16: -32768, 0x1234 */
+        0x80, 0x7f,                                                                   /* I8: -128, 127 */
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,                               /* U64: 2^64-1 */
+        0xff, 0xff, 0xff, 0xff,                                                       /* U32 */
+        0xff, 0xff,                                                                   /* U16 */
+        0xff, 0x00,                                                                   /* U8 */
+        0x01, 0x00, 0x02,                                                             /* BOOL */
+    };
+    const char *hdr = "{\"a\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]},"
+                      "\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[16,24]},"
+                      "\"c\":{\"dtype\":\"I16\",\"shape\":[2],\"data_offsets\":[24,28]},"
+                      "\"d\":{\"dtype\":\"I8\",\"shape\":[2],\"data_offsets\":[28,30]},"
+                      "\"e\":{\"dtype\":\"U64\",\"shape\":[],\"data_offsets\":[30,38]},"
+                      "\"f\":{\"dtype\":\"U32\",\"shape\":[1],\"data_offsets\":[38,42]},"
+                      "\"g\":{\"dtype\":\"U16\",\"shape\":[1],\"data_offsets\":[42,44]},"
+                      "\"h\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[44,46]},"
+                      "\"i\":{\"dtype\":\"BOOL\",\"shape\":[3],\"data_offsets\":[46,49]}}";
+    size_t len;
+    uint8_t *b = image(hdr, strlen(hdr), data, sizeof data, &len);
+    nb_safetensors *f = NULL;
+    nb_status s = nb_safetensors_parse(b, len, &f);
+    free(b);
+    CHECK_OK(s);
+    const float want[] = {-2.0f, 0x1p56f, -0x1p31f, 2147483647.0f, -32768.0f, 4660.0f, -128.0f, 127.0f,
+                          0x1p64f, 4294967295.0f, 65535.0f, 255.0f, 0.0f, 1.0f, 0.0f, 1.0f};
+    const char *dtypes[] = {"I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"};
+    int k = 0, ok = f->n == 9;
+    for (int i = 0; ok && i < f->n; i++) {
+        ok = !strcmp(f->tensors[i].dtype, dtypes[i]);
+        for (int64_t j = 0; ok && j < f->tensors[i].numel; j++, k++) ok = f->tensors[i].data[j] == want[k];
+    }
+    nb_safetensors_free(f);
+    CHECK_MSG(ok && k == 16, "integer values differ at element %d", k);
+}
+
+TEST(st_load_header_only)
+{
+    char path[512];
+    tpath(path, sizeof path, "st_header_only.safetensors");
+    const float w[6] = {1, 2, 3, 4, 5, 6};
+    const int64_t shape[2] = {2, 3};
+    nb_st_entry e = {"w", 2, shape, w};
+    const char *meta[] = {"model", "mlp"};
+    CHECK_OK(nb_safetensors_save(path, &e, 1, NB_ST_F32, meta, 1));
+    nb_safetensors *f = NULL;
+    CHECK_OK(nb_safetensors_load_header(path, &f));
+    int ok = f->n == 1 && f->tensors[0].numel == 6 && f->tensors[0].data == NULL &&
+             !strcmp(f->tensors[0].dtype, "F32") && !strcmp(nb_safetensors_meta(f, "model"), "mlp");
+    nb_safetensors_free(f);
+    CHECK(ok);
+    /* The header is still checked against the file's size. */
+    size_t len;
+    uint8_t *b = slurp(path, &len);
+    CHECK(b && put_file(path, b, len - 1) == 0);
+    free(b);
+    f = (nb_safetensors *)1;
+    CHECK_ERR(nb_safetensors_load_header(path, &f), NB_ERR_FORMAT, "file is truncated");
+    CHECK(f == NULL);
+    CHECK_ERR(nb_safetensors_load_header(NULL, &f), NB_ERR_ARG, "nb_safetensors_load_header: path is NULL");
 }
 
 /* ---- known bytes ----------------------------------------------------------- */
@@ -557,7 +635,8 @@ TEST(st_bad_entries)
     BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 4, "unexpected key \"x\"");
     BAD("{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
         "duplicate key \"dtype\"");
-    BAD("{\"w\":" ENTRY("I64", "[1]", "[0,8]") "}", 8, "unsupported dtype \"I64\" for tensor \"w\"");
+    BAD("{\"w\":" ENTRY("F8_E4M3", "[1]", "[0,1]") "}", 1, "unsupported dtype \"F8_E4M3\" for tensor \"w\"");
+    BAD("{\"w\":" ENTRY("I128", "[1]", "[0,16]") "}", 16, "unsupported dtype \"I128\"");
     BAD("{\"w\":" ENTRY("f32", "[1]", "[0,4]") "}", 4, "unsupported dtype \"f32\"");
     BAD("{\"w\":" ENTRY("F32\\u0000", "[1]", "[0,4]") "}", 4, "unsupported dtype");
     BAD("{\"w\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "dtype is not a string");
@@ -712,7 +791,7 @@ TEST(st_save_bad_args)
     CHECK_ERR(nb_safetensors_save(path, &ok, 1, NB_ST_F32, m3, 1), NB_ERR_ARG, "not valid UTF-8");
     struct stat sb;
     CHECK(stat(path, &sb) != 0); /* nothing was written */
-    CHECK(count_tmp(nbt_tmpdir()) == 0);
+    CHECK(count_tmp(st_dir()) == 0);
     /* NULL data is fine for an empty tensor; no tensors at all is fine too. */
     e[1].shape = (int64_t[]){3, 0};
     e[1].ndim = 2;
@@ -816,7 +895,8 @@ TEST(st_json_parser)
         CHECK_MSG(nb__json_validate(good[i], strlen(good[i]), err, sizeof err) == 0, "%s: %s", good[i], err);
     const char *bad[] = {"", " ", "[1,]", "[1 2]", "{\"a\" 1}", "{,}", "{\"a\":1,,\"b\":2}", "01", "1.", ".5", "+1",
                          "-", "\"abc", "tru", "nul", "{\"a\":1}}", "\"\x01\"", "NaN", "\"\"x", "1e", "\"\\u12\"",
-                         "[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]", "{1:2}", "'a'", "\"\\ud83dx\""};
+                         "[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]", "{1:2}", "'a'", "\"\\ud83dx\"",
+                         "\"\\", "[\"a\\"}; /* a backslash at the very end (found by fuzz_json) */
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_MSG(nb__json_validate(bad[i], strlen(bad[i]), err, sizeof err) != 0 && strstr(err, " at byte "),
                   "accepted %s", bad[i]);

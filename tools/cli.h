@@ -103,5 +103,10 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 extern const cli_cmd cli_train_cmd, cli_eval_cmd, cli_predict_cmd;
+int cmd_compare(int argc, char **argv); /* tools/compare.c */
+extern const cli_cmd cli_compare_cmd;
+int cmd_inspect(int argc, char **argv); /* tools/inspect.c */
+int cmd_run(int argc, char **argv);     /* tools/run.c */
+extern const cli_cmd cli_inspect_cmd, cli_run_cmd;
 
 #endif

@@ -18,6 +18,9 @@ static const command commands[] = {
     {&cli_predict_cmd, cmd_predict, "show"},
     {&cli_summary_cmd, cmd_summary, NULL},
     {&cli_rf_cmd, cmd_rf, NULL},
+    {&cli_compare_cmd, cmd_compare, NULL},
+    {&cli_inspect_cmd, cmd_inspect, NULL},
+    {&cli_run_cmd, cmd_run, NULL},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -77,6 +80,6 @@ int main(int argc, char **argv)
     }
     if (a[0] == '-') return cli_usage_error(NULL, "unknown option '%s'", a);
     const command *c = find(a);
-    if (!c) return cli_usage_error(NULL, "unknown command '%s' (commands: train, eval, predict, summary, rf)", a);
+    if (!c) return cli_usage_error(NULL, "unknown command '%s' (commands: train, eval, predict, summary, rf, compare, inspect, run)", a);
     return c->run(argc - 1, argv + 1);
 }

@@ -110,7 +110,10 @@ static size_t str_walk(const unsigned char *p, size_t n, char *dst, size_t *outl
             return (size_t)-1;
         }
         if (c == '\\') {
-            if (i + 1 >= n) break; /* unterminated, reported by the caller */
+            if (i + 1 >= n) { /* a backslash ends the input: unterminated, as the caller reports */
+                i = n;
+                break;
+            }
             unsigned char e = p[i + 1];
             char simple = 0;
             switch (e) {

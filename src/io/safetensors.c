@@ -3,8 +3,8 @@
  * Reading is two stages. First the 8-byte length and the JSON header are
  * checked against the file size and every rule of the format, which allocates
  * at most in proportion to the header (names, metadata, one record per
- * tensor). Only then are the float32 outputs allocated (at most twice the
- * data bytes, for F16/BF16) and filled. The byte order of the file is
+ * tensor). Only then are the float32 outputs allocated (at most four times
+ * the data bytes, for the 1-byte dtypes) and filled. The byte order of the file is
  * little-endian; conversions go through bytes, so the host's order does not
  * matter. */
 #include "../core/internal.h"
@@ -25,9 +25,14 @@
 
 /* ---- dtypes and conversions -------------------------------------------- */
 
-enum { ST_F32, ST_F16, ST_BF16, ST_F64, ST_NDTYPES };
-static const char *const st_dtype_name[ST_NDTYPES] = {"F32", "F16", "BF16", "F64"};
-static const int st_dtype_size[ST_NDTYPES] = {4, 2, 2, 8};
+/* The floating-point dtypes, then the integer ones a PyTorch state_dict
+ * also holds (BatchNorm's num_batches_tracked is I64): all read as float32.
+ * The 8-bit float formats are not read. */
+enum { ST_F32, ST_F16, ST_BF16, ST_F64, ST_I64, ST_I32, ST_I16, ST_I8, ST_U64, ST_U32, ST_U16, ST_U8, ST_BOOL,
+       ST_NDTYPES };
+static const char *const st_dtype_name[ST_NDTYPES] = {"F32", "F16", "BF16", "F64", "I64", "I32", "I16",
+                                                      "I8",  "U64", "U32", "U16", "U8",  "BOOL"};
+static const int st_dtype_size[ST_NDTYPES] = {4, 2, 2, 8, 8, 4, 2, 1, 8, 4, 2, 1, 1};
 
 static uint32_t rd32(const unsigned char *p)
 {
@@ -98,8 +103,18 @@ static float f64_to_f32(double d)
     return (float)d;
 }
 
+/* Two's complement bits as a signed value (exact-width types are two's
+ * complement, so the copy is well defined where a cast would not be). */
+static int64_t st_i64(uint64_t u)
+{
+    int64_t v;
+    memcpy(&v, &u, 8);
+    return v;
+}
+
 /* count elements of dtype `code` at src (little-endian) into dst. src may be
- * dst itself for F32 (each element is read before it is written). */
+ * dst itself for F32 (each element is read before it is written). Integers
+ * round to the nearest float (exact up to 2^24); BOOL is 0 or 1. */
 static void st_convert(const unsigned char *src, int code, size_t count, float *dst)
 {
     double d;
@@ -109,10 +124,20 @@ static void st_convert(const unsigned char *src, int code, size_t count, float *
         case ST_F32: dst[i] = f32_from_bits(rd32(src + 4 * i)); break;
         case ST_F16: dst[i] = f16_to_f32(rd16(src + 2 * i)); break;
         case ST_BF16: dst[i] = bf16_to_f32(rd16(src + 2 * i)); break;
-        default:
+        case ST_F64:
             u = rd64(src + 8 * i);
             memcpy(&d, &u, 8);
             dst[i] = f64_to_f32(d);
+            break;
+        case ST_I64: dst[i] = (float)st_i64(rd64(src + 8 * i)); break;
+        case ST_I32: dst[i] = (float)st_i64(rd32(src + 4 * i) | (src[4 * i + 3] & 0x80 ? ~0ull << 32 : 0)); break;
+        case ST_I16: dst[i] = (float)((int32_t)rd16(src + 2 * i) - (src[2 * i + 1] & 0x80 ? 65536 : 0)); break;
+        case ST_I8: dst[i] = (float)((int)src[i] - (src[i] & 0x80 ? 256 : 0)); break;
+        case ST_U64: dst[i] = (float)rd64(src + 8 * i); break;
+        case ST_U32: dst[i] = (float)rd32(src + 4 * i); break;
+        case ST_U16: dst[i] = (float)rd16(src + 2 * i); break;
+        case ST_U8: dst[i] = (float)src[i]; break;
+        default: dst[i] = src[i] != 0; /* BOOL */
         }
     }
 }
@@ -282,7 +307,8 @@ static nb_status st_entry(nb__json *j, const nb__json_str *name, nb_st_tensor *t
             for (int c = 0; c < ST_NDTYPES; c++)
                 if (nb__json_str_eq(&s, st_dtype_name[c])) r->code = c;
             if (r->code < 0)
-                return ST_FAIL("unsupported dtype %s for tensor %s (nabla reads F32, F16, BF16 and F64)",
+                return ST_FAIL("unsupported dtype %s for tensor %s (nabla reads F32, F16, BF16, F64, "
+                               "the integer types I8-I64 and U8-U64, and BOOL)",
                                quote_key(&s, dq, sizeof dq), tq);
             snprintf(t->dtype, sizeof t->dtype, "%s", st_dtype_name[r->code]);
         } else if (nb__json_str_eq(&key, "shape")) {
@@ -626,12 +652,13 @@ static nb_status st_read(FILE *fp, void *dst, size_t n, const char *path)
     return nb__fail(NB_ERR_FORMAT, "safetensors: '%s' got shorter while it was being read", path);
 }
 
-nb_status nb_safetensors_load(const char *path, nb_safetensors **out)
+/* nb_safetensors_load, or with with_data 0 nb_safetensors_load_header. */
+static nb_status st_load(const char *path, nb_safetensors **out, int with_data, const char *fn)
 {
     char eb[128];
-    if (!out) return nb__fail(NB_ERR_ARG, "nb_safetensors_load: out is NULL");
+    if (!out) return nb__fail(NB_ERR_ARG, "%s: out is NULL", fn);
     *out = NULL;
-    if (!path) return nb__fail(NB_ERR_ARG, "nb_safetensors_load: path is NULL");
+    if (!path) return nb__fail(NB_ERR_ARG, "%s: path is NULL", fn);
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         int e = errno;
@@ -660,12 +687,12 @@ nb_status nb_safetensors_load(const char *path, nb_safetensors **out)
     if (!(hdr = NB_MALLOC(hlen ? (size_t)hlen : 1))) { st = st_nomem(); goto done; }
     if ((st = st_read(fp, hdr, (size_t)hlen, path))) goto done;
     if ((st = st_header(hdr, (size_t)hlen, size - 8 - hlen, &f, &r))) { st = st_in_file(st, path); goto done; }
-    if ((st = st_alloc_data(f))) goto done;
+    if (with_data && (st = st_alloc_data(f))) goto done;
 
     /* The ranges tile the data buffer in order, so one sequential pass reads
      * every tensor. */
     enum { CHUNK = 1 << 16 };
-    for (int i = 0; i < f->n; i++) {
+    for (int i = 0; i < f->n && with_data; i++) {
         nb_st_tensor *t = &f->tensors[i];
         size_t nbytes = (size_t)(r[i].end - r[i].begin), esize = (size_t)st_dtype_size[r[i].code];
         if (r[i].code == ST_F32) { /* straight into the output, fixed up in place */
@@ -691,6 +718,16 @@ done:
     NB_FREE(hdr);
     NB_FREE(scratch);
     return st;
+}
+
+nb_status nb_safetensors_load(const char *path, nb_safetensors **out)
+{
+    return st_load(path, out, 1, "nb_safetensors_load");
+}
+
+nb_status nb_safetensors_load_header(const char *path, nb_safetensors **out)
+{
+    return st_load(path, out, 0, "nb_safetensors_load_header");
 }
 
 /* ---- writer -------------------------------------------------------------- */
