@@ -2,12 +2,15 @@
 """PyTorch peer of bench/bench_<model>.c (--model mlp or cnn): the same model
 (the MLP 784-256-128-100-10 with ReLU, or the notes' CNN), the same batch, SGD (lr 0.05, momentum 0.9) on the Fashion-MNIST training
 images in order (random images when the dataset is missing), the same timing
-(warm-up, then rounds of --seconds, median). Last line:
+(warm-up, then rounds of --seconds, median). The line before the last is the
+process's peak resident memory (getrusage ru_maxrss), "torch cnn peak RSS:
+612.0 MiB"; the last line:
     "torch 1.13.0 mlp train batch 64 threads 2 (Fashion-MNIST): 17000 img/s"
 Run with Debian's python3-torch: /usr/bin/python3 bench/torch_train.py --model cnn"""
 import argparse
 import gzip
 import os
+import resource
 import statistics
 import sys
 import time
@@ -96,6 +99,7 @@ def main():
                 break
         rates.append(steps * a.batch / t)
         print(f"  round {rd + 1}: {steps} steps, {rates[-1]:.0f} img/s", file=sys.stderr)
+    print(f"torch {a.model} peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
     print(f"torch {torch.__version__} {a.model} train batch {a.batch} threads {torch.get_num_threads()} "
           f"({source}): {statistics.median(rates):.0f} img/s")
 

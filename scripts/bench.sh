@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # make bench: run every benchmark in BUILD/bench/ and, for bench_X with a peer
 # script bench/torch_X.py, the PyTorch peer (Debian's python3-torch, run by
-# /usr/bin/python3), then print a table of nabla beside PyTorch.
+# /usr/bin/python3), then print a table of nabla beside its peers.
 #   scripts/bench.sh [BUILD]
 # Every program prints its result on its last stdout line as "...: VALUE UNIT".
+# A program that runs its peer itself (bench_gemm loads OpenBLAS) prints the
+# peer's result on a line "peer LABEL: VALUE UNIT"; a training benchmark and
+# its peer print their peak memory as "... peak RSS: VALUE MiB", shown in the
+# table beside the speed.
 # OpenBLAS reads OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE), which changes
 # PyTorch's speed; when either is set the peer runs twice: with the environment
-# as it is and with both unset. The environment is never changed otherwise.
+# as it is and with both unset. bench_gemm alone runs with
+# OPENBLAS_CORETYPE=SkylakeX: OpenBLAS's AVX-512 kernels, whatever its CPU
+# detection would pick; the environment is never changed otherwise.
 set -u
 BUILD=${1:-build}
 PY=/usr/bin/python3
@@ -19,49 +25,64 @@ if [ -n "${OPENBLAS_CORETYPE+x}" ] || [ -n "${OPENBLAS_L2_SIZE+x}" ]; then openb
 
 # "...: 41234 img/s" -> "41234 img/s"
 result_of() { tail -n 1 | sed -n 's/.*: *\([0-9][0-9.eE+]*\) \(.*\)$/\1 \2/p'; }
+# "peer OpenBLAS SkylakeX ...: 250.0 GFLOP/s" -> "OpenBLAS SkylakeX ...|250.0 GFLOP/s"
+peer_of() { sed -n 's/^peer \(.*\): *\([0-9][0-9.eE+]*\) \(.*\)$/\1|\2 \3/p' | tail -n 1; }
+# "nabla cnn peak RSS: 253.9 MiB" -> "253.9"
+rss_of() { sed -n 's/.*peak RSS: *\([0-9][0-9.]*\) MiB$/\1/p' | tail -n 1; }
 
-rows=()     # name|nabla|unit|peer label|peer value
+rows=()     # name|nabla value unit|peer label|peer value unit|nabla RSS|peer RSS
 status=0
 shopt -s nullglob
 for bin in "$BUILD"/bench/*; do
     [ -f "$bin" ] && [ -x "$bin" ] || continue
     name=$(basename "$bin")
     echo "== $name"
-    out=$("$bin") || { echo "$name failed" >&2; status=1; continue; }
+    envs=()
+    [ "$name" = bench_gemm ] && envs=(OPENBLAS_CORETYPE=SkylakeX)
+    out=$(env "${envs[@]}" "$bin") || { echo "$name failed" >&2; status=1; continue; }
     echo "$out"
     res=$(printf '%s\n' "$out" | result_of)
+    rss=$(printf '%s\n' "$out" | rss_of)
+    inpeer=$(printf '%s\n' "$out" | peer_of)
+    if [ -n "$inpeer" ]; then rows+=("$name|$res|$inpeer||"); continue; fi
     # the peer: bench/torch_X.py, or the shared training peer for zoo models
     peer=("bench/torch_${name#bench_}.py")
     case "$name" in bench_mlp|bench_cnn) peer=(bench/torch_train.py --model "${name#bench_}") ;; esac
-    [ -f "${peer[0]}" ] || { rows+=("$name|$res||"); continue; }
+    [ -f "${peer[0]}" ] || { rows+=("$name|$res|||$rss|"); continue; }
     if [ "$have_torch" = 0 ]; then
         echo "PyTorch not installed; skipping peer (${peer[*]} needs python3-torch: scripts/install-deps.sh --peer)"
-        rows+=("$name|$res|not installed|")
+        rows+=("$name|$res|not installed||$rss|")
         continue
     fi
     label="PyTorch"
     [ "$openblas_env" = 1 ] && label="PyTorch (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset})"
     echo "== ${peer[*]} ($label)"
-    pout=$("$PY" "${peer[@]}") && echo "$pout" && rows+=("$name|$res|$label|$(printf '%s\n' "$pout" | result_of)")
+    pout=$("$PY" "${peer[@]}") && echo "$pout" &&
+        rows+=("$name|$res|$label|$(printf '%s\n' "$pout" | result_of)|$rss|$(printf '%s\n' "$pout" | rss_of)")
     if [ "$openblas_env" = 1 ]; then
         label="PyTorch (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset)"
         echo "== ${peer[*]} ($label)"
         pout=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" "${peer[@]}") && echo "$pout" &&
-            rows+=("$name|$res|$label|$(printf '%s\n' "$pout" | result_of)")
+            rows+=("$name|$res|$label|$(printf '%s\n' "$pout" | result_of)|$rss|$(printf '%s\n' "$pout" | rss_of)")
     fi
 done
 
 echo
-echo "== nabla beside PyTorch ($(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'))"
-printf '%-12s %-18s %-52s %-18s %s\n' benchmark nabla peer "peer result" nabla/peer
+# a / b as "1.23x", or "-"
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else print "-" }'; }
+
+echo "== nabla beside its peers ($(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'))"
+printf '%-16s %-18s %-52s %-18s %-10s | %-26s %s\n' benchmark nabla peer "peer result" nabla/peer \
+    "peak RSS MiB (nabla/peer)" "RSS nabla/peer"
 for r in "${rows[@]}"; do
-    IFS='|' read -r name res label pres <<<"$r"
+    IFS='|' read -r name res label pres nrss prss <<<"$r"
     [ -n "$label" ] || continue
     ratio="-"
     nv=${res%% *} nu=${res#* } pv=${pres%% *} pu=${pres#* }
-    if [ -n "$pres" ] && [ "$nu" = "$pu" ]; then
-        ratio=$(awk -v a="$nv" -v b="$pv" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
-    fi
-    printf '%-12s %-18s %-52s %-18s %s\n' "$name" "$res" "$label" "${pres:--}" "$ratio"
+    if [ -n "$pres" ] && [ "$nu" = "$pu" ]; then ratio=$(ratio_of "$nv" "$pv"); fi
+    mem="-" mratio="-"
+    if [ -n "$nrss" ]; then mem="$nrss / ${prss:--}" mratio=$(ratio_of "$nrss" "$prss"); fi
+    printf '%-16s %-18s %-52s %-18s %-10s | %-26s %s\n' "$name" "$res" "$label" "${pres:--}" "$ratio" \
+        "$mem" "$mratio"
 done
 exit $status

@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L /* setenv, clock_gettime */
 #endif
 #include "test.h"
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -95,7 +96,7 @@ static const int edge_mnk[][3] = {
     {15, 33, 15}, {28, 64, 31}, {29, 63, 33}, {56, 48, 20}, {57, 47, 19},
     {64, 10, 100}, {10, 100, 64}, {64, 100, 10}, {100, 128, 64},
     {20, 1600, 40}, {30, 40, 900}, {250, 70, 50}, {113, 97, 385}, {256, 50, 30},
-    {257, 50, 30}, {301, 40, 20},
+    {257, 50, 30}, {301, 40, 20}, {130, 1100, 40},
 };
 
 static void run_all_shapes(void)
@@ -229,6 +230,40 @@ static void run_threads(void)
     }
 }
 TEST(gemm_thread_count_gives_same_bits) { for_each_isa(run_threads); }
+
+/* Two caller threads running 2-thread GEMMs at once: one gets nb_gemm's
+ * helper threads, the other runs alone; both give the 1-thread bits. */
+typedef struct { const float *A, *B; float *C; } concurrent_arg;
+static void *concurrent_gemm(void *p)
+{
+    concurrent_arg *c = p;
+    for (int r = 0; r < 20; r++) nb_gemm(0, 1, 200, 300, 150, 1.0f, c->A, 150, c->B, 150, 0.0f, c->C, 300);
+    return NULL;
+}
+
+TEST(gemm_concurrent_callers_same_bits)
+{
+    const size_t nc = 200 * 300;
+    float *A = mat(200, 150, 150), *B = mat(300, 150, 150), *R = malloc(nc * sizeof *R);
+    float *C[2] = {malloc(nc * sizeof(float)), malloc(nc * sizeof(float))};
+    CHECK(A && B && R && C[0] && C[1]);
+    if (A && B && R && C[0] && C[1]) {
+        const int saved = nb_get_threads();
+        nb_set_threads(1);
+        nb_gemm(0, 1, 200, 300, 150, 1.0f, A, 150, B, 150, 0.0f, R, 300);
+        nb_set_threads(2);
+        concurrent_arg arg[2] = {{A, B, C[0]}, {A, B, C[1]}};
+        pthread_t t[2];
+        int started[2];
+        for (int i = 0; i < 2; i++) started[i] = pthread_create(&t[i], NULL, concurrent_gemm, &arg[i]) == 0;
+        for (int i = 0; i < 2; i++)
+            if (started[i]) pthread_join(t[i], NULL);
+        nb_set_threads(saved);
+        CHECK(started[0] && started[1]);
+        CHECK(!memcmp(C[0], R, nc * sizeof(float)) && !memcmp(C[1], R, nc * sizeof(float)));
+    }
+    free(A), free(B), free(R), free(C[0]), free(C[1]);
+}
 
 TEST(gemm_isa_env_and_name)
 {

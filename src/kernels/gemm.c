@@ -1,12 +1,13 @@
 /* nb_gemm: packed GEMM (Goto/BLIS design) with a run-time choice of
- * micro-kernel (AVX-512, AVX2 or portable C) and OpenMP over the output.
+ * micro-kernel (AVX-512, AVX2 or portable C), threaded over the output.
  *
  * Per thread, for a rectangle of C:
- *   for jc in N step NC:            B block (KC x NC) stays in L2
- *     for pc in K step KC:          one rank-KC update of C
+ *   for pc in K step KC:            one rank-KC update of C
+ *     (several N blocks: pack all of op(A)[:, pc block] once for them)
+ *     for jc in N step NC:          B block (KC x NC) stays in L2
  *       pack B block (or use B in place when it is already row-major)
  *       for ic in M step MC:
- *         pack A block into MR-row panels
+ *         pack A block into MR-row panels (unless packed whole above)
  *         macro-kernel: for each MR panel (held in L1), sweep the NR
  *                       panels of B with the register-blocked micro-kernel
  * Small M is where packing hurts (each element of B is used only M times):
@@ -15,13 +16,18 @@
  * tiles of C^T = B op(A)^T with B's rows as the broadcast operand and
  * stores them transposed (use_transposed).
  *
- * Threads own disjoint rectangles of C and never split K, so every element
- * is computed by the same sequence of operations whatever the thread count:
- * results are bit-identical for 1, 2, ... threads. */
+ * Threads compute disjoint rectangles of C and never split K, so every
+ * element is computed by the same sequence of operations whatever the
+ * thread count or the rectangles: results are bit-identical for 1, 2, ...
+ * threads. */
 #include "../core/internal.h"
 #include "simd.h"
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -269,26 +275,36 @@ static int a_in_place(const gemm_args *g)
     return g->transa && g->K <= 128 && g->lda % 512 != 0;
 }
 
+/* The most floats of op(A) packed at once for a whole column block (see
+ * gemm_block): 8 MiB. */
+#define NB_GEMM_A_WHOLE_MAX (2 << 20)
+
 /* C[i0:i0+m, j0:j0+n] of the product. Returns 0 when a buffer could not be
- * allocated (nothing written). */
+ * allocated (nothing written).
+ * Loop order pc (K blocks), jc (N blocks), ic (M blocks). When there are
+ * several N blocks, all m rows of op(A)[:, pc block] are packed once and
+ * reused by every jc: otherwise each jc would pack A again, a pass over A in
+ * memory each time (measured: 2.6% of 1024^3 per pass, memory-bound). */
 static int gemm_block(const nb__gemm_impl *im, const gemm_args *g, int i0, int m, int j0, int n)
 {
     const int K = g->K, MR = im->mr, NR = im->nr;
     const int kcmax = K < im->kc ? K : im->kc;
-    const int mcmax = m < im->mc ? m : im->mc;
     const int ncmax = n < im->nc ? n : im->nc;
     const int direct = b_in_place(g, m), adirect = a_in_place(g);
+    const int whole = !adirect && n > im->nc && (size_t)round_up(m, MR) * kcmax <= NB_GEMM_A_WHOLE_MAX;
+    const int arows = whole ? m : (m < im->mc ? m : im->mc); /* rows packed at once */
     pack_bufs *bufs = bufs_get();
     if (!bufs) return 0;
-    float *Ap = adirect ? NULL : buf_get(&bufs->a, (size_t)round_up(mcmax, MR) * kcmax);
+    float *Ap = adirect ? NULL : buf_get(&bufs->a, (size_t)round_up(arows, MR) * kcmax);
     float *Bp = direct ? NULL : buf_get(&bufs->b, (size_t)round_up(ncmax, NR) * kcmax);
     if ((!adirect && !Ap) || (!direct && !Bp)) return 0;
 
-    for (int jc = 0; jc < n; jc += im->nc) {
-        const int nc = n - jc < im->nc ? n - jc : im->nc;
-        for (int pc = 0; pc < K; pc += im->kc) {
-            const int kc = K - pc < im->kc ? K - pc : im->kc;
-            const float beta = pc == 0 ? g->beta : 1.0f;
+    for (int pc = 0; pc < K; pc += im->kc) {
+        const int kc = K - pc < im->kc ? K - pc : im->kc;
+        const float beta = pc == 0 ? g->beta : 1.0f;
+        if (whole) im->pack_a(g->transa, a_at(g, i0, pc), g->lda, m, kc, Ap);
+        for (int jc = 0; jc < n; jc += im->nc) {
+            const int nc = n - jc < im->nc ? n - jc : im->nc;
             const float *Bk;
             ptrdiff_t rsb, panel;
             if (direct) {
@@ -303,11 +319,15 @@ static int gemm_block(const nb__gemm_impl *im, const gemm_args *g, int i0, int m
             }
             for (int ic = 0; ic < m; ic += im->mc) {
                 const int mc = m - ic < im->mc ? m - ic : im->mc;
-                const float *Ak = a_at(g, i0 + ic, pc);
-                if (!adirect) im->pack_a(g->transa, Ak, g->lda, mc, kc, Ap);
-                im->macro(mc, nc, kc, g->alpha, adirect ? Ak : Ap, adirect ? g->lda : 0, Bk,
-                          rsb, panel, beta, g->C + (ptrdiff_t)(i0 + ic) * g->ldc + j0 + jc,
-                          g->ldc);
+                const float *Ak = a_at(g, i0 + ic, pc), *a = Ak;
+                ptrdiff_t as = g->lda;
+                if (!adirect) { /* mc is a multiple of MR: panels of whole start at ic */
+                    if (!whole) im->pack_a(g->transa, Ak, g->lda, mc, kc, Ap);
+                    a = whole ? Ap + (ptrdiff_t)ic * kc : Ap;
+                    as = 0;
+                }
+                im->macro(mc, nc, kc, g->alpha, a, as, Bk, rsb, panel, beta,
+                          g->C + (ptrdiff_t)(i0 + ic) * g->ldc + j0 + jc, g->ldc);
             }
         }
     }
@@ -339,11 +359,6 @@ static void gemm_block_ref(const gemm_args *g, int i0, int m, int j0, int n)
                 b_at(g, 0, j0), (int)g->ldb, g->beta,
                 g->C + (ptrdiff_t)i0 * g->ldc + j0, (int)g->ldc);
 }
-
-/* Below this many flops one thread is faster than waking a second (the
- * fork/join costs 1-3 microseconds; measured: 64x48x64 loses with two
- * threads, 64x64x64 gains 8%, 64x100x128 gains 60%). */
-#define NB_GEMM_MT_FLOPS 5.0e5
 
 /* The largest extent, in elements, of `parts` nearly equal runs of the
  * `tiles` tiles of size `unit` covering `total`. */
@@ -406,6 +421,202 @@ static void scale_c(int M, int N, float beta, float *C, int ldc)
     }
 }
 
+/* ---- threads ------------------------------------------------------------------
+ * nb_gemm runs on its own helper threads rather than an OpenMP team. An
+ * OpenMP region ends in a barrier that waits for every thread of the team,
+ * and libgomp's idle threads spin for milliseconds: when other processes
+ * share the cores, a spinning or preempted team member is descheduled for a
+ * whole time slice and every region waits for it (measured on this 2-core
+ * box beside other jobs: 2-thread GEMMs at 0.4-7 GFLOP/s against 180 on one
+ * thread). Here the caller never waits for a helper that has not started:
+ * C is cut into one rectangle per thread; each thread first claims its own
+ * (the data of its previous call, often still in its caches), then any
+ * left, so a late helper finds its rectangle done by the others. A helper
+ * with no work spins only briefly before it sleeps. Which thread computes
+ * a rectangle changes no result bit. */
+
+/* Below this many flops one thread is faster than handing half to a helper
+ * (measured with the helper spinning: 64x48x64 2.6 us on one thread, 2.8 on
+ * two; 64x64x64 3.1 and 2.9; 64x100x128 10.9 and 7.3). */
+#define NB_GEMM_MT_FLOPS 5.0e5
+/* How long an idle helper spins for the next job before it sleeps: long
+ * enough to bridge the small ops between the GEMMs of a training step,
+ * short enough not to hold a core another thread needs. */
+#define NB_GEMM_SPIN_NS 30000
+#define NB_GEMM_MAX_THREADS 64
+
+typedef struct {
+    const nb__gemm_impl *im;
+    gemm_args g;
+    int tr; /* the transposed path (use_transposed) */
+    int M, N, mu, nu, mt, nt, tm, tn;
+    int helpers;                            /* helpers 1..helpers may join */
+    atomic_int left;                        /* rectangles not yet finished */
+    atomic_bool taken[NB_GEMM_MAX_THREADS]; /* rectangle claimed */
+} gemm_job;
+
+static struct {
+    pthread_mutex_t run;  /* one threaded GEMM at a time */
+    pthread_mutex_t lock; /* guards the sleep below */
+    pthread_cond_t wake;
+    atomic_uint gen;      /* bumped for every job */
+    atomic_int sleepers;  /* helpers waiting on `wake` */
+    atomic_int active;    /* helpers that may be reading `job` */
+    _Atomic(gemm_job *) job;
+    int nhelpers;         /* started (under `run`) */
+} pool = {.run = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER};
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static double now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return 1e9 * (double)t.tv_sec + (double)t.tv_nsec;
+}
+
+/* Computes rectangle t of the job's tm x tn grid of C. */
+static void run_rect(gemm_job *j, int t)
+{
+    const int ti = t / j->tn, tj = t % j->tn;
+    const int i0 = split_at(j->M, j->mu, j->mt, ti, j->tm, NULL);
+    const int i1 = split_at(j->M, j->mu, j->mt, ti + 1, j->tm, NULL);
+    const int j0 = split_at(j->N, j->nu, j->nt, tj, j->tn, j->g.C);
+    const int j1 = split_at(j->N, j->nu, j->nt, tj + 1, j->tn, j->g.C);
+    if (i1 > i0 && j1 > j0 &&
+        !(j->tr ? gemm_block_t : gemm_block)(j->im, &j->g, i0, i1 - i0, j0, j1 - j0))
+        gemm_block_ref(&j->g, i0, i1 - i0, j0, j1 - j0);
+}
+
+/* Thread `me` (0: the caller) computes its own rectangle, then any left. */
+static void work(gemm_job *j, int me)
+{
+    const int n = j->tm * j->tn;
+    for (int i = 0; i < n; i++) {
+        const int t = (me + i) % n;
+        if (!atomic_exchange(&j->taken[t], 1)) {
+            run_rect(j, t);
+            atomic_fetch_sub(&j->left, 1);
+        }
+    }
+}
+
+/* Waits until gen differs from seen (spinning NB_GEMM_SPIN_NS, then
+ * asleep) and returns it. */
+static unsigned wait_job(unsigned seen)
+{
+    unsigned g;
+    const double t0 = now_ns();
+    for (int i = 0; (g = atomic_load(&pool.gen)) == seen; i++) {
+        if ((i & 63) != 63 || now_ns() - t0 < NB_GEMM_SPIN_NS) {
+            cpu_relax();
+            continue;
+        }
+        pthread_mutex_lock(&pool.lock);
+        atomic_fetch_add(&pool.sleepers, 1);
+        while ((g = atomic_load(&pool.gen)) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+        atomic_fetch_sub(&pool.sleepers, 1);
+        pthread_mutex_unlock(&pool.lock);
+        break;
+    }
+    return g;
+}
+
+/* Helper `id` (1, 2, ...): works on each job that wants that many threads.
+ * `active` brackets every look at the job, so its owner can return once
+ * the count drops to zero (the job lives on the owner's stack). */
+static void *helper_main(void *arg)
+{
+    const int id = (int)(uintptr_t)arg;
+    unsigned seen = 0;
+    for (;;) {
+        seen = wait_job(seen);
+        atomic_fetch_add(&pool.active, 1);
+        gemm_job *j = atomic_load(&pool.job);
+        if (j && id <= j->helpers) work(j, id);
+        atomic_fetch_sub(&pool.active, 1);
+    }
+    return NULL;
+}
+
+/* In a child of fork() only the forking thread exists: no helpers, and
+ * the pool's locks and counts as if none had ever run. */
+static void pool_after_fork(void)
+{
+    pthread_mutex_init(&pool.run, NULL);
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    atomic_store(&pool.sleepers, 0);
+    atomic_store(&pool.active, 0);
+    atomic_store(&pool.job, NULL);
+    pool.nhelpers = 0;
+}
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void fork_init(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
+
+/* Starts helpers until there are n (under pool.run); returns how many run.
+ * Helpers block every signal: the caller's threads handle them. */
+static int start_helpers(int n)
+{
+    pthread_once(&fork_once, fork_init);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (pool.nhelpers < n) {
+        pthread_attr_t at;
+        pthread_t t;
+        int ok = pthread_attr_init(&at) == 0;
+        ok = ok && pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0 &&
+             pthread_create(&t, &at, helper_main, (void *)(uintptr_t)(pool.nhelpers + 1)) == 0;
+        pthread_attr_destroy(&at);
+        if (!ok) break;
+        pool.nhelpers++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return pool.nhelpers;
+}
+
+/* Waits, spinning and then yielding the core, until *v == 0. */
+static void wait_zero(atomic_int *v)
+{
+    for (int i = 0; atomic_load(v) != 0; i++) {
+        if (i < 2000) cpu_relax();
+        else sched_yield(); /* a preempted helper may need this core */
+    }
+}
+
+/* The job's tm x tn rectangles on the caller and helpers 1..tm*tn-1.
+ * Returns 0 when another thread's GEMM holds the helpers (nothing done). */
+static int run_threaded(gemm_job *j)
+{
+    const int n = j->tm * j->tn;
+    if (pthread_mutex_trylock(&pool.run) != 0) return 0;
+    const int started = start_helpers(n - 1);
+    j->helpers = started < n - 1 ? started : n - 1;
+    atomic_init(&j->left, n);
+    for (int t = 0; t < n; t++) atomic_init(&j->taken[t], 0);
+    atomic_store(&pool.job, j);
+    atomic_fetch_add(&pool.gen, 1);
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+    }
+    work(j, 0);
+    wait_zero(&j->left); /* rectangles that helpers still compute */
+    atomic_store(&pool.job, NULL);
+    wait_zero(&pool.active); /* nobody reads *j any more */
+    pthread_mutex_unlock(&pool.run);
+    return 1;
+}
+
 void nb_gemm(int transa, int transb, int M, int N, int K, float alpha,
              const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc)
@@ -415,43 +626,25 @@ void nb_gemm(int transa, int transb, int M, int N, int K, float alpha,
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    const nb__gemm_impl *im = get_impl();
-    const gemm_args g = {transa, transb, K, alpha, beta, A, B, lda, ldb, ldc, C};
-    const int tr = use_transposed(im, &g, M);
+    gemm_job j = {.im = get_impl(), .g = {transa, transb, K, alpha, beta, A, B, lda, ldb, ldc, C}, .M = M, .N = N};
+    j.tr = use_transposed(j.im, &j.g, M);
     /* micro-tile sizes along M and N (swapped on the transposed path) */
-    const int mu = tr ? im->nr : im->mr, nu = tr ? im->mr : im->nr;
-    const int mt = (M + mu - 1) / mu, nt = (N + nu - 1) / nu;
+    j.mu = j.tr ? j.im->nr : j.im->mr;
+    j.nu = j.tr ? j.im->mr : j.im->nr;
+    j.mt = (M + j.mu - 1) / j.mu;
+    j.nt = (N + j.nu - 1) / j.nu;
 
     int nth = nb_get_threads();
 #ifdef _OPENMP
     if (omp_in_parallel()) nth = 1; /* already inside a parallel caller */
 #endif
     if (2.0 * M * N * K < NB_GEMM_MT_FLOPS) nth = 1;
-    int tm = 1, tn = 1;
-    if (nth > 1) choose_grid(nth, M, N, mu, nu, C, ldc, &tm, &tn);
-    if (tm * tn == 1) {
-        if (!(tr ? gemm_block_t : gemm_block)(im, &g, 0, M, 0, N)) gemm_block_ref(&g, 0, M, 0, N);
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(tm * tn)
-#endif
-    {
-#ifdef _OPENMP
-        const int me = omp_get_thread_num(), team = omp_get_num_threads();
-#else
-        const int me = 0, team = 1;
-#endif
-        /* OpenMP may grant fewer threads than asked: loop over rectangles */
-        for (int t = me; t < tm * tn; t += team) {
-            const int ti = t / tn, tj = t % tn;
-            const int i0 = split_at(M, mu, mt, ti, tm, NULL), i1 = split_at(M, mu, mt, ti + 1, tm, NULL);
-            const int j0 = split_at(N, nu, nt, tj, tn, C), j1 = split_at(N, nu, nt, tj + 1, tn, C);
-            if (i1 > i0 && j1 > j0 &&
-                !(tr ? gemm_block_t : gemm_block)(im, &g, i0, i1 - i0, j0, j1 - j0))
-                gemm_block_ref(&g, i0, i1 - i0, j0, j1 - j0);
-        }
-    }
+    if (nth > NB_GEMM_MAX_THREADS) nth = NB_GEMM_MAX_THREADS;
+    j.tm = j.tn = 1;
+    if (nth > 1) choose_grid(nth, M, N, j.mu, j.nu, C, ldc, &j.tm, &j.tn);
+    if (j.tm * j.tn > 1 && run_threaded(&j)) return;
+    j.tm = j.tn = 1;
+    run_rect(&j, 0);
 }
 
 #endif /* NB_OPENBLAS */
