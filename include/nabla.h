@@ -12,5 +12,6 @@
 #include "nabla/data.h"
 #include "nabla/image.h"
 #include "nabla/plot.h"
+#include "nabla/checkpoint.h"
 #include "nabla/summary.h"
 #endif

@@ -329,3 +329,54 @@ TEST(png_grid_round_trip)
     CHECK_ERR(nb_png_read_gray(tmp_path("fake.png"), &bw, &bh, &back), NB_ERR_FORMAT, "fake.png");
     CHECK(back == NULL);
 }
+
+static int same_files(const char *a, const char *b)
+{
+    char *x = NULL, *y = NULL;
+    size_t lx = 0, ly = 0;
+    int same = read_file(a, &x, &lx) && read_file(b, &y, &ly) && lx == ly && !memcmp(x, y, lx);
+    free(x);
+    free(y);
+    return same;
+}
+
+/* Determinism and exact resume through the command line: two runs with the
+ * same seed write the same bytes; a run stopped mid-epoch by --max-steps and
+ * continued with --resume ends with the same weights too. */
+TEST(cli_train_resume_is_exact_and_runs_repeat)
+{
+#define RUN "train --limit-train 600 --batch 50 --epochs 2 --threads 2 --seed 3 --schedule warmup:1+cosine --optim adamw"
+    const char *a = tmp_path("det-a.safetensors"), *b = tmp_path("det-b.safetensors"),
+               *r = tmp_path("det-r.safetensors"), *ck = tmp_path("det.ckpt");
+    CHECK(nabla(RUN " --out '%s'", a) == 0);
+    CHECK(nabla(RUN " --out '%s'", b) == 0);
+    CHECK_MSG(same_files(a, b), "two runs with the same seed differ");
+    CHECK(nabla(RUN " --checkpoint '%s' --checkpoint-every 4 --max-steps 17", ck) == 0);
+    CHECK(strstr(out_buf, "stopped after step 17"));
+    CHECK(nabla("train --resume '%s' --out '%s' --threads 2", ck, r) == 0);
+    CHECK(strstr(out_buf, "resuming from") && strstr(out_buf, "epoch 2, step 17"));
+    CHECK_MSG(same_files(a, r), "the resumed run differs from the uninterrupted one");
+    /* the checkpoint is a weights file too */
+    CHECK(nabla("eval --weights '%s'", ck) == 0);
+    /* settings come from the checkpoint */
+    CHECK(nabla("train --resume '%s' --lr 0.1", ck) == 2);
+    CHECK(strstr(err_buf, "--lr") && strstr(err_buf, "--resume"));
+    CHECK(nabla("train --resume '%s'", a) == 1); /* weights, not a checkpoint */
+    CHECK(strstr(err_buf, "not a nabla checkpoint"));
+    CHECK(nabla("train --checkpoint-every 5") == 2);
+#undef RUN
+}
+
+/* A diverging run stops, naming the step, and leaves the last good
+ * checkpoint; --skip-nonfinite skips and counts the bad updates instead. */
+TEST(cli_train_nonfinite_keeps_checkpoint_or_skips)
+{
+    const char *ck = tmp_path("nan.ckpt"), *copy = tmp_path("nan-copy.ckpt");
+    CHECK(nabla("train --limit-train 200 --epochs 1 --threads 2 --checkpoint '%s'", ck) == 0);
+    CHECK(nabla("train --limit-train 200 --epochs 1 --threads 2 --checkpoint '%s'", copy) == 0);
+    CHECK(nabla("train --limit-train 1000 --epochs 1 --lr 1e30 --threads 2 --checkpoint '%s'", ck) == 1);
+    CHECK_MSG(strstr(err_buf, "diverged") && strstr(err_buf, "step"), "stderr: %s", err_buf);
+    CHECK_MSG(same_files(ck, copy), "the checkpoint changed after a diverged run");
+    CHECK(nabla("train --limit-train 1000 --epochs 1 --lr 1e30 --threads 2 --skip-nonfinite") == 0);
+    CHECK_MSG(strstr(out_buf, "skipped"), "stdout: %s", out_buf);
+}

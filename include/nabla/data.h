@@ -76,6 +76,20 @@ void      nb_loader_start_epoch(nb_loader *l);
 /* The next batch of the current epoch, or b->n == 0 at its end. */
 nb_status nb_loader_next(nb_loader *l, nb_ctx *ctx, nb_batch *b);
 
+/* Where a loader stands, for checkpoints: the generator as it was before the
+ * current epoch's shuffle (so the order can be drawn again) and the position
+ * in that order; n and batch identify the loader it belongs to. */
+typedef struct nb_loader_state {
+    nb_rng  rng;
+    int64_t pos, n, batch;
+} nb_loader_state;
+
+void      nb_loader_get_state(const nb_loader *l, nb_loader_state *st);
+/* Continue from st: the epoch's order is drawn again and the next batch is
+ * the one that followed when st was taken. NB_ERR_ARG (l untouched) when st
+ * belongs to a loader with another size or batch, or pos is outside [0, n]. */
+nb_status nb_loader_set_state(nb_loader *l, const nb_loader_state *st);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@ struct nb_loader {
     int64_t  sample;       /* floats per sample: c*h*w */
     int      shuffle, drop_last;
     nb_rng   rng;
+    nb_rng   rng_epoch;    /* rng before the current epoch's shuffle */
     uint32_t *perm;        /* order of the current epoch (NULL without shuffle) */
     int64_t  pos;          /* next position in the order */
     int32_t  *y;           /* labels of the last batch */
@@ -69,6 +70,7 @@ void nb_loader_start_epoch(nb_loader *l)
 {
     if (!l) return;
     l->pos = 0;
+    l->rng_epoch = l->rng;
     if (l->shuffle) {
         /* From the identity each time, so epoch k is the k-th draw only. */
         for (int64_t i = 0; i < l->n; i++) l->perm[i] = (uint32_t)i;
@@ -103,5 +105,25 @@ nb_status nb_loader_next(nb_loader *l, nb_ctx *ctx, nb_batch *b)
     b->x = x;
     b->y = l->y;
     b->n = n;
+    return NB_OK;
+}
+
+void nb_loader_get_state(const nb_loader *l, nb_loader_state *st)
+{
+    if (!l || !st) return;
+    *st = (nb_loader_state){.rng = l->rng_epoch, .pos = l->pos, .n = l->n, .batch = l->batch};
+}
+
+nb_status nb_loader_set_state(nb_loader *l, const nb_loader_state *st)
+{
+    if (!l || !st) return nb__fail(NB_ERR_ARG, "loader: NULL argument");
+    if (st->n != l->n || st->batch != l->batch)
+        return nb__fail(NB_ERR_ARG, "loader: the state is of a loader of %lld samples in batches of %lld, this one has %lld in %lld",
+                        (long long)st->n, (long long)st->batch, (long long)l->n, (long long)l->batch);
+    if (st->pos < 0 || st->pos > l->n)
+        return nb__fail(NB_ERR_ARG, "loader: position %lld is outside [0, %lld]", (long long)st->pos, (long long)l->n);
+    l->rng = st->rng;
+    nb_loader_start_epoch(l);
+    l->pos = st->pos;
     return NB_OK;
 }
