@@ -1,5 +1,6 @@
 /* The model zoo: build a model from its name and configuration string. */
 #include "../core/internal.h"
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -52,6 +53,11 @@ static nb_status build_cnn(nb_model *m, const char *config, nb_rng *rng)
         return nb__fail(NB_ERR_ARG, "cnn: config \"%s\" must be C,H,W,conv1,conv2,hidden,classes like 1,28,28,32,64,128,10",
                         config);
     if (v[1] % 4 || v[2] % 4) return nb__fail(NB_ERR_ARG, "cnn: input height and width must be multiples of 4");
+    int64_t flat = (int64_t)v[4] * (v[1] / 4); /* features into the first Linear, kept within int */
+    if (flat > INT_MAX / (v[2] / 4))
+        return nb__fail(NB_ERR_ARG, "cnn: config \"%s\" gives more than %d features after the convolutions", config,
+                        INT_MAX);
+    flat *= v[2] / 4;
     nb_module *seq = nb_nn_sequential(m);
     if (!seq) return NB_ERR_NOMEM;
     m->root = seq;
@@ -67,7 +73,7 @@ static nb_status build_cnn(nb_model *m, const char *config, nb_rng *rng)
         nb_nn_relu(m),
         nb_nn_max_pool2d(m, &pool2),
         nb_nn_flatten(m, 1),
-        nb_nn_linear(m, rng, v[4] * (v[1] / 4) * (v[2] / 4), v[5], 1),
+        nb_nn_linear(m, rng, (int)flat, v[5], 1),
         nb_nn_relu(m),
         nb_nn_dropout(m, 0.3f),
         nb_nn_linear(m, rng, v[5], v[6], 1),

@@ -86,6 +86,12 @@ int nb_model_add_buffer(nb_model *m, const char *name, int ndim, const int64_t *
     return i;
 }
 
+/* While nb_model_load_file builds the model a file's metadata names, the
+ * parameters may not outgrow the values the file holds: a config string of
+ * a few bytes must not make us allocate terabytes. 0 = no limit. */
+static _Thread_local size_t load_budget;
+static _Thread_local int load_budget_hit;
+
 int nb_model_add_param(nb_model *m, const char *name, int ndim, const int64_t *shape)
 {
     if (!m || !name || ndim < 0 || ndim > NB_MAX_DIMS) {
@@ -97,6 +103,11 @@ int nb_model_add_param(nb_model *m, const char *name, int ndim, const int64_t *s
     int64_t n = nb__numel(ndim, shape);
     /* Each parameter starts on a 64-byte boundary (16 floats) for SIMD. */
     size_t off = (m->numel + 15) & ~(size_t)15;
+    if (load_budget && (n < 0 || (uint64_t)n > load_budget || off > load_budget - (size_t)n)) {
+        load_budget_hit = 1;
+        nb__fail(NB_ERR_FORMAT, "model: more parameters than the file holds");
+        return -1;
+    }
     nb_param *p = NB_REALLOC(m->params, sizeof *p * (size_t)(m->nparams + 1));
     if (!p) {
         nb__fail(NB_ERR_NOMEM, "model: out of memory");
@@ -166,7 +177,8 @@ nb_status nb_model_save(const nb_model *m, const char *path)
 }
 
 /* Copy the file's tensors into m after checking that names and shapes match
- * exactly; on any mismatch m is left untouched. */
+ * exactly (a checkpoint's optimizer state, "__optim__.*", is skipped); on any
+ * mismatch m is left untouched. */
 static nb_status load_into(nb_model *m, const nb_safetensors *f, const char *path)
 {
     for (int i = 0; i < m->nparams; i++) {
@@ -185,7 +197,7 @@ static nb_status load_into(nb_model *m, const nb_safetensors *f, const char *pat
         }
     }
     for (int i = 0; i < f->n; i++)
-        if (nb_model_find_param(m, f->tensors[i].name) < 0)
+        if (strncmp(f->tensors[i].name, "__optim__.", 10) && nb_model_find_param(m, f->tensors[i].name) < 0)
             return nb__fail(NB_ERR_FORMAT, "%s: unexpected tensor '%s' (not a parameter of model '%s')", path,
                             f->tensors[i].name, m->name);
     for (int i = 0; i < m->nparams; i++) {
@@ -219,7 +231,14 @@ nb_status nb_model_load_file(const char *path, nb_model **out)
     nb_rng rng;
     nb_rng_seed(&rng, 0);
     nb_model *m = NULL;
+    load_budget = 16;   /* each parameter may start 15 floats of alignment later */
+    for (int i = 0; i < f->n; i++) load_budget += (size_t)f->tensors[i].numel + 16;
+    load_budget_hit = 0;
     s = nb_model_build(name, config, &rng, &m);
+    load_budget = 0;
+    if (s && load_budget_hit)
+        s = nb__fail(NB_ERR_FORMAT, "%s: model '%s' with config \"%s\" has more parameters than the file holds",
+                     path, name, config ? config : "");
     if (!s) s = load_into(m, f, path);
     nb_safetensors_free(f);
     if (s) {
