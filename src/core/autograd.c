@@ -46,6 +46,39 @@ nb__node *nb__record(nb_ctx *ctx, int op, nb_tensor *out, nb_tensor *const *in, 
     return n;
 }
 
+/* Ops whose backward writes a fresh input gradient (nb__node.fresh) rather
+ * than adding to zeros: those that run on activation-sized tensors. */
+static const unsigned char writes_fresh[NB__OP_COUNT] = {
+    [NB__OP_RESHAPE] = 1, [NB__OP_CONTIGUOUS] = 1, [NB__OP_LINEAR] = 1, [NB__OP_RELU] = 1, [NB__OP_DROPOUT] = 1,
+    [NB__OP_CONV2D] = 1, [NB__OP_BATCH_NORM] = 1, [NB__OP_BATCH_NORM_RELU_MAX_POOL] = 1,
+};
+
+/* Gradient buffers of node n's inputs before its backward: a new buffer is
+ * left uninitialised (its bit set in n->fresh) when the op writes it, unless
+ * the same tensor is another input of n too (the op's partial writes would
+ * then overwrite each other); otherwise it is zeroed. */
+static int input_grads(nb_ctx *ctx, nb__node *n)
+{
+    n->fresh = 0;
+    for (int i = 0; i < n->nin; i++) {
+        nb_tensor *t = n->in[i];
+        if (!t->requires_grad || t->grad) continue;
+        int shared = 0;
+        for (int k = 0; k < n->nin; k++) shared |= k != i && n->in[k] == t;
+        if (!writes_fresh[n->op] || shared || i >= (int)(8 * sizeof n->fresh)) {
+            if (!nb__grad(ctx, t)) return 0;
+            continue;
+        }
+        t->grad = nb_arena_alloc(ctx->arena, (size_t)nb_tensor_numel(t) * sizeof(float));
+        if (!t->grad) {
+            nb__ctx_set_status(ctx, NB_ERR_NOMEM);
+            return 0;
+        }
+        n->fresh |= 1u << i;
+    }
+    return 1;
+}
+
 float *nb__grad(nb_ctx *ctx, nb_tensor *t)
 {
     if (!t->grad) {
@@ -73,9 +106,7 @@ nb_status nb_backward(nb_ctx *ctx, nb_tensor *loss)
     g[0] += 1.0f;
     for (nb__node *n = ctx->tape; n; n = n->prev) {
         if (!n->out->grad) continue;   /* the loss does not depend on it */
-        for (int i = 0; i < n->nin; i++)
-            if (n->in[i]->requires_grad && !nb__grad(ctx, n->in[i]))
-                return nb__fail(NB_ERR_NOMEM, "backward: out of memory");
+        if (!input_grads(ctx, n)) return nb__fail(NB_ERR_NOMEM, "backward: out of memory");
         nb_status s = nb__backward[n->op](ctx, n);
         if (s) return s;
     }

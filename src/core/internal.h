@@ -69,11 +69,15 @@ struct nb__node {
     int64_t    i[2 * NB_MAX_DIMS + 4];
     void      *saved;       /* op data in the arena (labels, argmax, ...) */
     nb__node  *prev;        /* the tape runs backwards through prev */
+    unsigned   fresh;       /* bit k: in[k]->grad is new and uninitialised */
 };
 
 /* Backward of one node: add d out / d in_k (contracted with out->grad) into
- * in[k]->grad for every input with requires_grad (its grad is allocated and
- * zero-initialised or accumulating before the call). */
+ * in[k]->grad for every input with requires_grad. The grad is allocated
+ * before the call: zero-initialised or accumulating, except for the inputs
+ * with bit k of n->fresh set (only for ops listed in autograd.c's
+ * writes_fresh), whose gradient the op must write (=) instead: this saves
+ * zero-filling and re-reading a buffer as large as the activation. */
 typedef nb_status (*nb__backward_fn)(nb_ctx *ctx, nb__node *n);
 #define NB_OP(E, name) nb_status nb__bw_##name(nb_ctx *ctx, nb__node *n);
 #include "../ops/ops.def"
@@ -110,6 +114,8 @@ void nb__strided_add(float *dst, const int64_t *dst_stride, const float *src,
                      int ndim, const int64_t *shape);
 /* Gradient buffer of an input: allocates zeros in the arena if absent. */
 float *nb__grad(nb_ctx *ctx, nb_tensor *t);
+/* Whether a backward must write (1) or add to (0) in[k]'s gradient. */
+static inline int nb__fresh(const nb__node *n, int k) { return (int)(n->fresh >> k) & 1; }
 /* Normalise an axis against ndim (negative counts from the end); -1 if bad. */
 int nb__axis(int axis, int ndim);
 

@@ -5,36 +5,56 @@
  * num_batches_tracked. torch keeps num_batches_tracked as a 0-d int64; here
  * it is a 0-d float buffer (exact up to 2^24 steps) so that state_dicts map
  * one to one (a torch file's int64 is read back as a float). */
-#include "../core/internal.h"
+#include "fuse.h"
+#include "../ops/batchnorm.h"
 #include <math.h>
 #include <stdio.h>
 
 /* i[0] num_features, i[1] weight or -1, i[2] bias or -1, i[3] running_mean,
  * i[4] running_var, i[5] num_batches_tracked, i[6] 1 or 2 (BatchNorm1d/2d);
  * f[0] eps, f[1] momentum (NAN: cumulative average, torch's None). */
-static nb_tensor *bn_forward(nb_module *m, nb_ctx *ctx, nb_tensor *x)
+typedef struct {
+    nb_tensor *w, *b;
+    float *rm, *rv, *tracked;
+    float count, momentum;
+} bn_args;
+
+/* The layer's tensors and momentum for input x; 0 (error recorded) when x
+ * does not fit the layer. */
+static int bn_prepare(nb_module *m, nb_ctx *ctx, nb_tensor *x, bn_args *a)
 {
-    if (!x) return NULL;
     char sx[96];
     const int two = m->i[6] == 2;
     const char *kind = two ? "BatchNorm2d" : "BatchNorm1d";
-    if (two ? x->ndim != 4 : (x->ndim != 2 && x->ndim != 3))
-        return nb__op_fail(ctx, NB_ERR_SHAPE, "%s: expected %s input (got %dD input %s)", kind,
-                           two ? "4D (N,C,H,W)" : "2D (N,C) or 3D (N,C,L)", x->ndim,
-                           nb_shape_str(x, sx, sizeof sx));
-    if (x->shape[1] != m->i[0])
-        return nb__op_fail(ctx, NB_ERR_SHAPE, "%s: input %s has %lld channels, expected num_features=%lld", kind,
-                           nb_shape_str(x, sx, sizeof sx), (long long)x->shape[1], (long long)m->i[0]);
+    if (two ? x->ndim != 4 : (x->ndim != 2 && x->ndim != 3)) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "%s: expected %s input (got %dD input %s)", kind,
+                    two ? "4D (N,C,H,W)" : "2D (N,C) or 3D (N,C,L)", x->ndim, nb_shape_str(x, sx, sizeof sx));
+        return 0;
+    }
+    if (x->shape[1] != m->i[0]) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "%s: input %s has %lld channels, expected num_features=%lld", kind,
+                    nb_shape_str(x, sx, sizeof sx), (long long)x->shape[1], (long long)m->i[0]);
+        return 0;
+    }
     nb_model *md = m->model;
-    const int training = md->training;
-    nb_tensor *w = m->i[1] >= 0 ? nb_model_param(md, (int)m->i[1]) : NULL;
-    nb_tensor *b = m->i[2] >= 0 ? nb_model_param(md, (int)m->i[2]) : NULL;
-    float *rm = nb_model_param(md, (int)m->i[3])->data, *rv = nb_model_param(md, (int)m->i[4])->data;
-    float *tracked = nb_model_param(md, (int)m->i[5])->data;
+    a->w = m->i[1] >= 0 ? nb_model_param(md, (int)m->i[1]) : NULL;
+    a->b = m->i[2] >= 0 ? nb_model_param(md, (int)m->i[2]) : NULL;
+    a->rm = nb_model_param(md, (int)m->i[3])->data;
+    a->rv = nb_model_param(md, (int)m->i[4])->data;
+    a->tracked = nb_model_param(md, (int)m->i[5])->data;
     /* torch counts the batch first; momentum None averages over all of them */
-    const float count = tracked[0] + 1.0f, momentum = isnan(m->f[1]) ? 1.0f / count : m->f[1];
-    nb_tensor *y = nb_batch_norm(ctx, x, w, b, rm, rv, training, momentum, m->f[0]);
-    if (y && training) tracked[0] = count;
+    a->count = a->tracked[0] + 1.0f;
+    a->momentum = isnan(m->f[1]) ? 1.0f / a->count : m->f[1];
+    return 1;
+}
+
+static nb_tensor *bn_forward(nb_module *m, nb_ctx *ctx, nb_tensor *x)
+{
+    bn_args a;
+    if (!x || !bn_prepare(m, ctx, x, &a)) return NULL;
+    const int training = m->model->training;
+    nb_tensor *y = nb_batch_norm(ctx, x, a.w, a.b, a.rm, a.rv, training, a.momentum, m->f[0]);
+    if (y && training) a.tracked[0] = a.count;
     return y;
 }
 
@@ -84,6 +104,27 @@ static nb_module *batch_norm(nb_model *m, int dims, int c, float eps, float mome
     nb_init_constant(nb_model_param(m, (int)mod->i[4]), 1.0f);
     nb_init_constant(nb_model_param(m, (int)mod->i[5]), 0.0f);
     return mod;
+}
+
+nb_tensor *nb__nn_bn_relu_pool_forward(nb_module *const *mods, int n, nb_ctx *ctx, nb_tensor *x, int *used)
+{
+    *used = 0;
+    nb_pool2d_opts o;
+    if (n < 3 || mods[0]->vt != &bn2_vt || !nb__nn_is_relu(mods[1]) || !nb__nn_max_pool_opts(mods[2], &o))
+        return NULL;
+    for (int d = 0; d < 2; d++)
+        if (o.kernel[d] != 2 || o.stride[d] != 2 || o.padding[d] != 0 || o.dilation[d] != 1) return NULL;
+    /* anything else the layers report themselves, one at a time */
+    if (o.ceil_mode || x->ndim != 4 || x->shape[1] != mods[0]->i[0] || x->shape[2] < 2 || x->shape[3] < 2)
+        return NULL;
+    *used = 3;
+    bn_args a;
+    if (!bn_prepare(mods[0], ctx, x, &a)) return NULL;
+    const int training = mods[0]->model->training;
+    nb_tensor *y =
+        nb__batch_norm_relu_max_pool(ctx, x, a.w, a.b, a.rm, a.rv, training, a.momentum, mods[0]->f[0]);
+    if (y && training) a.tracked[0] = a.count;
+    return y;
 }
 
 nb_module *nb_nn_batch_norm1d(nb_model *m, int num_features, float eps, float momentum, int affine)

@@ -1,6 +1,6 @@
 /* Modules: registration with the owning model, Sequential, and the
  * parameter-free layers (activations, Flatten). */
-#include "../core/internal.h"
+#include "fuse.h"
 #include <stdio.h>
 
 nb_module *nb_module_new(nb_model *m, const nb_module_vt *vt)
@@ -50,9 +50,20 @@ int nb__module_add_buffer(nb_module *mod, const char *name, int ndim, const int6
 }
 
 /* ---- Sequential ------------------------------------------------------------ */
+/* Children in order; a run that a fused op computes (fuse.h) runs as one. */
 static nb_tensor *seq_forward(nb_module *m, nb_ctx *ctx, nb_tensor *x)
 {
-    for (int i = 0; i < m->nchildren && x; i++) x = m->children[i]->vt->forward(m->children[i], ctx, x);
+    for (int i = 0; i < m->nchildren && x;) {
+        int used = 0;
+        nb_tensor *y = nb__nn_bn_relu_pool_forward(m->children + i, m->nchildren - i, ctx, x, &used);
+        if (used) {
+            x = y;
+            i += used;
+        } else {
+            x = m->children[i]->vt->forward(m->children[i], ctx, x);
+            i++;
+        }
+    }
     return x;
 }
 
@@ -150,6 +161,7 @@ static const nb_module_vt logsm_vt = {"LogSoftmax", logsm_fw, dim_desc, NULL};
 static const nb_module_vt flatten_vt = {"Flatten", flatten_fw, flat_desc, NULL};
 
 nb_module *nb_nn_relu(nb_model *m) { return nb_module_new(m, &relu_vt); }
+int nb__nn_is_relu(const nb_module *m) { return m->vt == &relu_vt; }
 nb_module *nb_nn_sigmoid(nb_model *m) { return nb_module_new(m, &sigmoid_vt); }
 nb_module *nb_nn_tanh(nb_model *m) { return nb_module_new(m, &tanh_vt); }
 

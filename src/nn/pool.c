@@ -1,6 +1,6 @@
 /* Pooling and dropout modules: torch.nn.MaxPool2d, AvgPool2d,
  * AdaptiveAvgPool2d and Dropout (train/eval from the owning model). */
-#include "../core/internal.h"
+#include "fuse.h"
 #include <stdio.h>
 
 /* Pool settings in the module: i[0..1] kernel, i[2..3] stride (resolved),
@@ -76,6 +76,13 @@ static int avg_geom(const nb_module *m, nb_layer_geometry *g) { return pool_geom
 
 static const nb_module_vt max_vt = {"MaxPool2d", max_fw, max_desc, max_geom};
 static const nb_module_vt avg_vt = {"AvgPool2d", avg_fw, avg_desc, avg_geom};
+
+int nb__nn_max_pool_opts(const nb_module *m, nb_pool2d_opts *o)
+{
+    if (m->vt != &max_vt) return 0;
+    *o = pool_opts(m);
+    return 1;
+}
 
 /* Checks the options as the ops will (so a bad module fails when built) and
  * stores them resolved. */

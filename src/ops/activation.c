@@ -158,6 +158,11 @@ nb_status nb__bw_relu(nb_ctx *ctx, nb__node *nd)
     const float *y = nd->out->data, *g = nd->out->grad;
     float *gx = nd->in[0]->grad;
     int64_t n = nb_tensor_numel(nd->out);
+    if (nb__fresh(nd, 0)) {
+#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) gx[i] = sel(y[i] > 0, g[i], 0.0f);
+        return NB_OK;
+    }
 #pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += sel(y[i] > 0, g[i], 0.0f);
     return NB_OK;

@@ -17,7 +17,7 @@
  * (static schedule), so results do not depend on the thread count. An input
  * (N, C) (S = 1) is walked by rows over blocks of channels instead, which
  * keeps the reads contiguous. */
-#include "../core/internal.h"
+#include "batchnorm.h"
 #include <math.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -34,9 +34,18 @@ typedef struct {
     int training;
 } bn_saved;
 
+/* Compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time: the
+ * accumulators below are fixed lanes (element i goes to lane i % 8) and no
+ * sum is reassociated, so every variant gives the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NB_NO_CLONES)
+#define BN_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BN_VEC
+#endif
+
 /* ---- sums over one plane (8 independent double accumulators) ---------------- */
 
-static double plane_sum(const float *p, int64_t n)
+BN_VEC static double plane_sum(const float *p, int64_t n)
 {
     double a[8] = {0};
     int64_t i = 0;
@@ -46,7 +55,7 @@ static double plane_sum(const float *p, int64_t n)
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-static double plane_sqdev(const float *p, int64_t n, double mean)
+BN_VEC static double plane_sqdev(const float *p, int64_t n, double mean)
 {
     double a[8] = {0};
     int64_t i = 0;
@@ -114,6 +123,13 @@ static void plane_dsums(const float *dy, const float *x, int64_t n, double mean,
 
 static inline float at1(const nb_tensor *t, int64_t c) { return t->data[c * t->stride[0]]; }
 
+void nb__bn_coefficients(const nb_tensor *weight, const nb_tensor *bias, int64_t c, float mean, double meand,
+                         float invstd, float *a, float *b)
+{
+    *a = invstd * (weight ? at1(weight, c) : 1.0f);
+    *b = (bias ? at1(bias, c) : 0.0f) - (float)(meand - mean) * *a;
+}
+
 /* Per-channel statistics from the batch (biased variance) and the running
  * update; mean/invstd receive the values used to normalise. */
 static void finish_stats(double sum, double sqdev, int64_t n, float eps, float momentum, float *rm, float *rv,
@@ -126,6 +142,25 @@ static void finish_stats(double sum, double sqdev, int64_t n, float eps, float m
     double mo = momentum;
     if (rm) rm[c] = (float)((1.0 - mo) * rm[c] + mo * m);
     if (rv) rv[c] = (float)((1.0 - mo) * rv[c] + mo * (sqdev / (double)(n - 1)));
+}
+
+void nb__bn_channel_stats(const float *x, int64_t stride, int64_t N, int64_t S, int64_t c, int training, float eps,
+                          float momentum, float *rm, float *rv, float *mean, double *meand, float *invstd)
+{
+    if (!training) {
+        mean[c] = rm[c];
+        meand[c] = rm[c];
+        invstd[c] = 1.0f / sqrtf(rv[c] + eps);
+        return;
+    }
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < N; i++) {
+        if (i + 1 < N) nb__prefetch(x + (i + 1) * stride, (size_t)S * sizeof(float));
+        sum += plane_sum(x + i * stride, S);
+    }
+    double m = sum / (double)(N * S);
+    for (int64_t i = 0; i < N; i++) sq += plane_sqdev(x + i * stride, S, m);
+    finish_stats(sum, sq, N * S, eps, momentum, rm, rv, c, mean, meand, invstd);
 }
 
 nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, float *running_mean,
@@ -196,29 +231,19 @@ nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor
                     invstd[c0 + j] = 1.0f / sqrtf(running_var[c0 + j] + eps);
                 }
             }
-            for (int64_t j = 0; j < cn; j++) {
-                a[j] = invstd[c0 + j] * (weight ? at1(weight, c0 + j) : 1.0f);
-                b[j] = (bias ? at1(bias, c0 + j) : 0.0f) - (float)(meand[c0 + j] - mean[c0 + j]) * a[j];
-            }
+            for (int64_t j = 0; j < cn; j++)
+                nb__bn_coefficients(weight, bias, c0 + j, mean[c0 + j], meand[c0 + j], invstd[c0 + j], &a[j], &b[j]);
             for (int64_t r = 0; r < N; r++)
                 for (int64_t j = 0; j < cn; j++)
                     y[r * C + c0 + j] = (xd[r * C + c0 + j] - mean[c0 + j]) * a[j] + b[j];
         });
     } else {
         NB_PAR_FOR(par, c, C, {
-            if (training) {
-                double sum = 0, sq = 0;
-                for (int64_t i = 0; i < N; i++) sum += plane_sum(xd + (i * C + c) * S, S);
-                double m = sum / (double)n;
-                for (int64_t i = 0; i < N; i++) sq += plane_sqdev(xd + (i * C + c) * S, S, m);
-                finish_stats(sum, sq, n, eps, momentum, running_mean, running_var, c, mean, meand, invstd);
-            } else {
-                mean[c] = running_mean[c];
-                meand[c] = running_mean[c];
-                invstd[c] = 1.0f / sqrtf(running_var[c] + eps);
-            }
-            const float a = invstd[c] * (weight ? at1(weight, c) : 1.0f);
-            const float b = (bias ? at1(bias, c) : 0.0f) - (float)(meand[c] - mean[c]) * a, mc = mean[c];
+            nb__bn_channel_stats(xd + c * S, C * S, N, S, c, training, eps, momentum, running_mean, running_var,
+                                 mean, meand, invstd);
+            float a, b;
+            const float mc = mean[c];
+            nb__bn_coefficients(weight, bias, c, mc, meand[c], invstd[c], &a, &b);
             for (int64_t i = 0; i < N; i++) {
                 const float *xp = xd + (i * C + c) * S;
                 float *yp = y + (i * C + c) * S;
@@ -250,12 +275,16 @@ nb_status nb__bw_batch_norm(nb_ctx *ctx, nb__node *nd)
     nb_tensor *w = nd->i[0] ? nd->in[1] : NULL;
     nb_tensor *b = nd->i[1] ? nd->in[1 + (int)nd->i[0]] : NULL;
     const int64_t N = s->N, C = s->C, S = s->S, n = N * S;
-    if (n == 0) return NB_OK;
     const float *xd = s->x, *dy = nd->out->grad, *mean = s->mean, *invstd = s->invstd;
     const double *meand = s->meand;
     float *dx = x->requires_grad ? x->grad : NULL;
     float *dw = w && w->requires_grad ? w->grad : NULL;
     float *db = b && b->requires_grad ? b->grad : NULL;
+    const int fresh = nb__fresh(nd, 0);
+    /* the affine gradients are small: zero fresh ones and add as usual */
+    if (dw && nb__fresh(nd, 1)) memset(dw, 0, (size_t)C * sizeof(float));
+    if (db && nb__fresh(nd, 1 + (int)nd->i[0])) memset(db, 0, (size_t)C * sizeof(float));
+    if (n == 0) return NB_OK;
     const int training = s->training, par = n * C >= BN_PAR_MIN && C > 1;
     /* dx = k * dy - p * (x - mean) - q, per channel (training: p, q from the sums) */
     if (S == 1 && C > 1) {
@@ -283,7 +312,8 @@ nb_status nb__bw_batch_norm(nb_ctx *ctx, nb__node *nd)
                 for (int64_t r = 0; r < N; r++)
                     for (int64_t j = 0; j < cn; j++) {
                         const int64_t o = r * C + c0 + j;
-                        dx[o] += k[j] * dy[o] - p[j] * (xd[o] - mean[c0 + j]) - q[j];
+                        const float v = k[j] * dy[o] - p[j] * (xd[o] - mean[c0 + j]) - q[j];
+                        dx[o] = fresh ? v : dx[o] + v;
                     }
         });
         return NB_OK;
@@ -304,7 +334,10 @@ nb_status nb__bw_batch_norm(nb_ctx *ctx, nb__node *nd)
                 const int64_t o = (i * C + c) * S;
                 const float *g = dy + o, *xp = xd + o;
                 float *d = dx + o;
-                for (int64_t t = 0; t < S; t++) d[t] += k * g[t] - p * (xp[t] - mc) - q;
+                if (fresh)
+                    for (int64_t t = 0; t < S; t++) d[t] = k * g[t] - p * (xp[t] - mc) - q;
+                else
+                    for (int64_t t = 0; t < S; t++) d[t] += k * g[t] - p * (xp[t] - mc) - q;
             }
         }
     });

@@ -13,9 +13,20 @@
  *    bounded whatever the batch. With stride 1 and OW == W ("same"
  *    padding) a kernel tap's rows are one shifted span of the input plane:
  *    one copy (or one add, for col2im) per tap and channel instead of one
- *    per row, which made im2col/col2im about 3x cheaper.
+ *    per row, which made im2col/col2im about 3x cheaper. With a width
+ *    stride of 1 and AVX-512, src/kernels/im2col_avx512.c does better
+ *    still (the same bits): one masked load and store per row for im2col,
+ *    and col2im as a gather that stores each input row once (a scatter
+ *    re-reads, tap after tap, the overlapping spans it has just stored: 2x
+ *    slower); together half the time of the span copies in a profile of
+ *    the CNN's training.
  *  - depthwise (groups > 1, one input channel each): direct loops; the
  *    GEMMs would be (O/groups) x P x (kh*kw).
+ *  - one-channel images (C = 1, stride 1, dilation 1, up to 5x5), the
+ *    first layer of image models: direct AVX-512 kernels
+ *    (src/kernels/conv_direct_avx512.c) for the forward and the weight and
+ *    bias gradients, where im2col would copy the image kh*kw times for a
+ *    GEMM with K = kh*kw; the data gradient stays on im2col.
  * The bias is written with the output (the GEMM adds onto it). Measured on
  * bench/bench_conv.c and not kept: "shifted GEMMs" (kh*kw GEMMs with
  * K = channels over views of one zero-padded copy of the input rows, no
@@ -24,7 +35,9 @@
  *
  * Threads: the work is split into items (forward: (sample, tile) pairs,
  * whose outputs are disjoint; data gradient: samples, which own their slice
- * of dX, since col2im tiles overlap). With enough items each thread runs
+ * of dX, since col2im tiles overlap; with both gradients and one tile per
+ * sample, a sample's data and weight gradients run back to back on one
+ * thread while its dY is in cache). With enough items each thread runs
  * whole items with single-threaded GEMMs; otherwise items run one after
  * another with threaded GEMMs and im2col/col2im split over channels.
  * nb_gemm gives the same bits for any thread count and each output element
@@ -35,6 +48,9 @@
  * buffer (range 0 straight into the gradient) and the buffers are added in
  * order at the end. */
 #include "../core/internal.h"
+#include "../kernels/conv_direct.h"
+#include "../kernels/im2col.h"
+#include "prefetch.h"
 #include <limits.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -63,6 +79,8 @@ typedef struct {
     int64_t Cg, Og, K, P;   /* K = Cg*kh*kw, P = OH*OW */
     int pointwise;          /* 1x1, stride 1, no padding: no im2col */
     int depthwise;          /* groups > 1, Cg == 1: direct loops */
+    int direct;             /* C == 1 image: the conv_direct kernels */
+    nb__cd_geom cd;         /* their geometry */
     int64_t rows, ntiles;   /* output rows per tile, tiles per sample */
 } cv_geom;
 
@@ -198,15 +216,56 @@ CV_VEC static void col2im(const cv_geom *g, float *col, int64_t c0, int64_t c1, 
         }
 }
 
+static int simd_on = 1;
+
+/* Test hook: 0 keeps every convolution on the portable im2col loops and the
+ * GEMM (no direct kernels); returns the previous setting. */
+int nb__conv_use_simd(int on)
+{
+    int old = simd_on;
+    simd_on = on != 0;
+    return old;
+}
+
+/* The AVX-512 row kernels (src/kernels/im2col_avx512.c) when the width
+ * stride is 1 and the CPU has them: the same bits, without a call per row. */
+static const nb__im2col_kernels *row_kernels(const cv_geom *g)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (simd_on && g->sw == 1 && g->kw <= 16 && g->OW <= 1024 && g->W <= 1024 && nb__im2col_avx512.im2col &&
+        __builtin_cpu_supports("avx512f"))
+        return &nb__im2col_avx512;
+#endif
+    (void)g;
+    return NULL;
+}
+
+static nb__im2col_geom row_geom(const cv_geom *g)
+{
+    return (nb__im2col_geom){g->H, g->W, g->OW, g->kh, g->kw, g->sh, g->ph, g->pw, g->dh, g->dw};
+}
+
 /* im2col / col2im of a whole group's channels, split over threads when par. */
 static void im2col_all(const cv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col, int par)
 {
-    NB_PAR_FOR(par && g->Cg > 1, c, g->Cg, im2col(g, x, c, c + 1, oh0, oh1, col));
+    const nb__im2col_kernels *K = row_kernels(g);
+    const nb__im2col_geom rg = row_geom(g);
+    const int64_t plane = g->H * g->W, taps = (int64_t)g->kh * g->kw * (oh1 - oh0) * g->OW;
+    NB_PAR_FOR(par && g->Cg > 1, c, g->Cg, {
+        if (K) K->im2col(&rg, x + c * plane, oh0, oh1, col + c * taps);
+        else im2col(g, x, c, c + 1, oh0, oh1, col);
+    });
 }
 
 static void col2im_all(const cv_geom *g, float *col, int64_t oh0, int64_t oh1, float *dx, int par)
 {
-    NB_PAR_FOR(par && g->Cg > 1, c, g->Cg, col2im(g, col, c, c + 1, oh0, oh1, dx));
+    const nb__im2col_kernels *K = row_kernels(g);
+    const nb__im2col_geom rg = row_geom(g);
+    const int64_t plane = g->H * g->W, taps = (int64_t)g->kh * g->kw * (oh1 - oh0) * g->OW;
+    NB_PAR_FOR(par && g->Cg > 1, c, g->Cg, {
+        if (K) K->col2im(&rg, col + c * taps, oh0, oh1, dx + c * plane);
+        else col2im(g, col, c, c + 1, oh0, oh1, dx);
+    });
 }
 
 /* ---- scheduling --------------------------------------------------------------- */
@@ -239,6 +298,14 @@ static int thread_id(void)
 #else
     return 0;
 #endif
+}
+
+/* Fetch sample n + 1's input while sample n is worked on (its planes are
+ * read in an order the hardware prefetchers do not follow). */
+static void next_sample(const cv_geom *g, const float *x, int64_t n)
+{
+    const int64_t len = g->C * g->H * g->W;
+    if (n + 1 < g->N) nb__prefetch(x + (n + 1) * len, (size_t)len * sizeof(float));
 }
 
 /* Rows [*oh0, *oh1) of tile t. */
@@ -319,6 +386,87 @@ CV_VEC static void dw_backward_plane(const cv_geom *g, const float *x, const flo
     }
 }
 
+/* ---- one-channel images: direct kernels ------------------------------------------ */
+
+static const nb__conv_direct_kernels *direct_kernels(void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (simd_on && nb__conv_direct_avx512.forward && __builtin_cpu_supports("avx512f")) return &nb__conv_direct_avx512;
+#endif
+    return NULL;
+}
+
+static int direct_fits(const cv_geom *g)
+{
+    return g->C == 1 && g->groups == 1 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+           g->kh * g->kw <= NB__CD_TAPS_MAX && g->kw <= 16 && direct_kernels();
+}
+
+/* Per-thread padded planes, zeroed (the kernels only rewrite their interior). */
+static float *direct_pads(nb_ctx *ctx, const cv_geom *g, int nth)
+{
+    const int64_t pf = nb__cd_pad_floats(&g->cd);
+    float *pads = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(pf * nth) * sizeof(float));
+    if (pads) memset(pads, 0, (size_t)(pf * nth) * sizeof(float));
+    return pads;
+}
+
+static void direct_forward(nb_ctx *ctx, const cv_geom *g, const float *x, const float *w, const float *b,
+                           int64_t bs, float *y, int *ok)
+{
+    const nb__conv_direct_kernels *K = &nb__conv_direct_avx512;   /* g->direct: it is there */
+    const double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
+    const int nth = items_threads(g->N, flops);
+    float *pads = direct_pads(ctx, g, nth);
+    float *bc = b && bs != 1 ? nb_arena_alloc(nb_ctx_arena(ctx), (size_t)g->O * sizeof(float)) : NULL;
+    if (!pads || (b && bs != 1 && !bc)) {
+        *ok = 0;
+        return;
+    }
+    if (bc)
+        for (int64_t o = 0; o < g->O; o++) bc[o] = b[o * bs];
+    const float *bias = bc ? bc : b;
+    const int64_t pf = nb__cd_pad_floats(&g->cd);
+#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
+    for (int64_t n = 0; n < g->N; n++)
+        K->forward(&g->cd, x + n * g->H * g->W, w, bias, y + n * g->O * g->P, pads + thread_id() * pf);
+}
+
+/* dw (O x kh*kw) and db (O), either NULL, += the sums over the batch:
+ * `parts` runs of samples (fixed by the batch size) each summed in lanes
+ * into its own buffer, then the buffers and lanes added in a fixed order. */
+static nb_status direct_weight(nb_ctx *ctx, const cv_geom *g, const float *x, const float *dy, float *dw, float *db)
+{
+    const nb__conv_direct_kernels *K = &nb__conv_direct_avx512;   /* g->direct: it is there */
+    const int T = g->kh * g->kw;
+    const int64_t parts = g->N < CV_PARTS_MAX ? g->N : CV_PARTS_MAX, pf = nb__cd_pad_floats(&g->cd);
+    const int64_t accf = (g->O + NB__CD_OB - 1) / NB__CD_OB * NB__CD_OB * (T + 1) * NB__CD_LANES;
+    const double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
+    int nth = items_threads(parts, flops);
+    if (nth > 1 && parts % nth) nth = 1;
+    float *acc = nb_arena_calloc(nb_ctx_arena(ctx), (size_t)(accf * parts) * sizeof(float));
+    float *pads = direct_pads(ctx, g, nth);
+    if (!acc || !pads) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for partial sums");
+#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
+    for (int64_t p = 0; p < parts; p++)
+        for (int64_t n = g->N * p / parts; n < g->N * (p + 1) / parts; n++)
+            K->weight_acc(&g->cd, x + n * g->H * g->W, dy + n * g->O * g->P, acc + p * accf,
+                          pads + thread_id() * pf);
+    for (int64_t o = 0; o < g->O; o++)
+        for (int t = 0; t <= T; t++) {
+            float lane[NB__CD_LANES];
+            for (int l = 0; l < NB__CD_LANES; l++) {
+                lane[l] = 0.0f;
+                for (int64_t p = 0; p < parts; p++) lane[l] += acc[p * accf + (o * (T + 1) + t) * NB__CD_LANES + l];
+            }
+            for (int h = NB__CD_LANES / 2; h >= 1; h /= 2)
+                for (int l = 0; l < h; l++) lane[l] += lane[l + h];
+            if (t < T && dw) dw[o * T + t] += lane[0];
+            if (t == T && db) db[o] += lane[0];
+        }
+    return NB_OK;
+}
+
 /* ---- forward ------------------------------------------------------------------ */
 
 /* rows x n block of y (row stride ld): row o = b[o * bs]. */
@@ -336,6 +484,7 @@ static void fw_tile(const cv_geom *g, const float *x, const float *w, const floa
                     int64_t n, int64_t oh0, int64_t oh1, float *col, int par)
 {
     const int64_t P = g->P, p0 = oh0 * g->OW, pt = (oh1 - oh0) * g->OW;
+    if (oh0 == 0) next_sample(g, x, n);
     for (int64_t gi = 0; gi < g->groups; gi++) {
         const float *xg = x + (n * g->C + gi * g->Cg) * g->H * g->W;
         float *yg = y + (n * g->O + gi * g->Og) * P + p0;
@@ -357,6 +506,10 @@ static void conv_forward(nb_ctx *ctx, const cv_geom *g, const float *x, const fl
                          int64_t bs, float *y, int *ok)
 {
     const double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
+    if (g->direct) {
+        direct_forward(ctx, g, x, w, b, bs, y, ok);
+        return;
+    }
     if (g->depthwise) {
         const int64_t planes = g->N * g->O, mult = g->Og;
         NB_PAR_FOR(items_threads(planes, flops) > 1, q, planes, {
@@ -491,6 +644,9 @@ static int conv_geometry(nb_ctx *ctx, const nb_tensor *x, const nb_tensor *w, co
     }
     g->pointwise = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
     g->depthwise = g->Cg == 1 && g->groups > 1 && !g->pointwise;
+    g->direct = direct_fits(g);
+    if (g->direct) /* padded rows: the output row rounded up to 16, and room for kw - 1 more */
+        g->cd = (nb__cd_geom){g->H, g->W, g->OH, g->OW, g->O, g->kh, g->kw, g->ph, g->pw, (g->OW + 15) / 16 * 16 + 16};
     if (g->pointwise) {
         g->rows = g->OH; /* x itself is the column matrix: no buffer to bound */
     } else {
@@ -534,11 +690,13 @@ nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, cons
 
 /* ---- backward ------------------------------------------------------------------ */
 
-/* dX of sample n, every tile and group in order. */
+/* dX of sample n, every tile and group in order; fresh: dX's slice is
+ * uninitialised (zeroed here, where it is about to be used). */
 static void bw_data_sample(const cv_geom *g, const float *w, const float *dy, float *dx, int64_t n, float *col,
-                           int par)
+                           int par, int fresh)
 {
     const int64_t P = g->P;
+    if (fresh) memset(dx + n * g->C * g->H * g->W, 0, (size_t)(g->C * g->H * g->W) * sizeof(float));
     for (int64_t t = 0; t < g->ntiles; t++) {
         int64_t oh0, oh1;
         tile_rows(g, t, &oh0, &oh1);
@@ -581,6 +739,7 @@ static void bw_weight_range(const cv_geom *g, const float *x, const float *dy, f
         int64_t oh0, oh1;
         tile_rows(g, it % g->ntiles, &oh0, &oh1);
         const int64_t p0 = oh0 * g->OW, pt = (oh1 - oh0) * g->OW;
+        if (oh0 == 0) next_sample(g, x, n);
         for (int64_t gi = 0; gi < g->groups; gi++) {
             const float *xg = x + (n * g->C + gi * g->Cg) * g->H * g->W;
             const float *dyg = dy + (n * g->O + gi * g->Og) * P + p0;
@@ -613,69 +772,90 @@ static void dw_weight_range(const cv_geom *g, const float *x, const float *dy, f
     }
 }
 
+/* The data gradient alone: samples own their slice of dX. */
+static void bw_data(const cv_saved *s, const float *dy, float *dx, float *ws, int fresh_x)
+{
+    const cv_geom *g = &s->g;
+    const double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
+    const int64_t cf = col_floats(g);
+    if (g->depthwise) {
+        /* planes of one sample and input channel: o in [c*Og, (c+1)*Og) */
+        const int64_t planes = g->N * g->C;
+        NB_PAR_FOR(items_threads(planes, flops) > 1, q, planes, {
+            const int64_t n = q / g->C, c = q % g->C;
+            if (fresh_x) memset(dx + q * g->H * g->W, 0, (size_t)(g->H * g->W) * sizeof(float));
+            for (int64_t o = c * g->Og; o < (c + 1) * g->Og; o++)
+                dw_backward_plane(g, NULL, s->w + o * g->kh * g->kw, dy + (n * g->O + o) * g->P,
+                                  dx + q * g->H * g->W, NULL);
+        });
+        return;
+    }
+    const int nth = items_threads(g->N, flops);
+    if (nth > 1) {
+#pragma omp parallel for schedule(static) num_threads(nth)
+        for (int64_t n = 0; n < g->N; n++)
+            bw_data_sample(g, s->w, dy, dx, n, ws ? ws + thread_id() * cf : NULL, 0, fresh_x);
+    } else {
+        const int inner = cv_max_threads() > 1 && cf >= CV_INNER_MIN;
+        for (int64_t n = 0; n < g->N; n++) bw_data_sample(g, s->w, dy, dx, n, ws, inner, fresh_x);
+    }
+}
+
 nb_status nb__bw_conv2d(nb_ctx *ctx, nb__node *node)
 {
     const cv_saved *s = node->saved;
     const cv_geom *g = &s->g;
     nb_tensor *x = node->in[0], *w = node->in[1], *b = node->nin > 2 ? node->in[2] : NULL;
     const float *dy = node->out->grad;
+    float *dx = x->requires_grad ? x->grad : NULL;
+    float *dw = w->requires_grad ? w->grad : NULL;
+    float *db = b && b->requires_grad ? b->grad : NULL;
+    const int fresh_x = nb__fresh(node, 0);
+    if (nb__fresh(node, 1)) memset(dw, 0, (size_t)(g->O * g->K) * sizeof(float));
+    if (nb__fresh(node, 2)) memset(db, 0, (size_t)g->O * sizeof(float));
     if (!g->N) return NB_OK;
     const double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
     const int64_t cf = col_floats(g);
     const int maxth = cv_max_threads();
-    float *ws = cf ? nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(cf * maxth) * sizeof(float)) : NULL;
-    if (cf && !ws) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for the column buffer");
-
-    /* data gradient: samples own their slice of dX */
-    if (x->requires_grad) {
-        float *dx = x->grad;
-        if (g->depthwise) {
-            /* planes of one sample and input channel: o in [c*Og, (c+1)*Og) */
-            const int64_t planes = g->N * g->C;
-            NB_PAR_FOR(items_threads(planes, flops) > 1, q, planes, {
-                const int64_t n = q / g->C, c = q % g->C;
-                for (int64_t o = c * g->Og; o < (c + 1) * g->Og; o++)
-                    dw_backward_plane(g, NULL, s->w + o * g->kh * g->kw, dy + (n * g->O + o) * g->P,
-                                      dx + q * g->H * g->W, NULL);
-            });
-        } else {
-            const int nth = items_threads(g->N, flops);
-            if (nth > 1) {
-#pragma omp parallel for schedule(static) num_threads(nth)
-                for (int64_t n = 0; n < g->N; n++)
-                    bw_data_sample(g, s->w, dy, dx, n, ws ? ws + thread_id() * cf : NULL, 0);
-            } else {
-                const int inner = maxth > 1 && cf >= CV_INNER_MIN;
-                for (int64_t n = 0; n < g->N; n++) bw_data_sample(g, s->w, dy, dx, n, ws, inner);
-            }
-        }
-    }
 
     /* weight and bias gradients: `parts` ranges of items, fixed by the shape */
-    float *dw = w->requires_grad ? w->grad : NULL;
-    float *db = b && b->requires_grad ? b->grad : NULL;
-    if (!dw && !db) return NB_OK;
     const int64_t items = g->depthwise ? g->N * g->O : g->N * g->ntiles;
     const int64_t wsz = g->O * g->K + g->O;   /* one partial: dW then db */
     int64_t parts = items < CV_PARTS_MAX ? items : CV_PARTS_MAX;
     while (parts > 1 && (uint64_t)(parts - 1) * (uint64_t)wsz * sizeof(float) > CV_PARTS_BYTES) parts--;
-    float *part = parts > 1 ? nb_arena_calloc(nb_ctx_arena(ctx), (size_t)((parts - 1) * wsz) * sizeof(float))
-                            : NULL;
-    if (parts > 1 && !part) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for partial sums");
     int nth = items_threads(parts, flops);
     /* a part is a run of items; run parts on threads only when they split evenly */
     if (nth > 1 && parts % nth) nth = 1;
+    /* with both gradients and one tile per sample, a thread does a sample's
+     * data and weight gradients back to back, while its dY is in cache
+     * (two column buffers a thread); the results are the same */
+    const int merged =
+        dx && (dw || db) && !g->depthwise && !g->direct && g->ntiles == 1 && (nth > 1 || maxth == 1);
+    const int64_t wsf = cf * maxth * (merged ? 2 : 1);
+    float *ws = cf ? nb_arena_alloc(nb_ctx_arena(ctx), (size_t)wsf * sizeof(float)) : NULL;
+    if (cf && !ws) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for the column buffer");
+    if (dx && !merged) bw_data(s, dy, dx, ws, fresh_x);
+    if (!dw && !db) return NB_OK;
+    if (g->direct) return direct_weight(ctx, g, s->x, dy, dw, db);
+    float *part = parts > 1 ? nb_arena_calloc(nb_ctx_arena(ctx), (size_t)((parts - 1) * wsz) * sizeof(float))
+                            : NULL;
+    if (parts > 1 && !part) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for partial sums");
 #pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
     for (int64_t p = 0; p < parts; p++) {
         float *pw = p ? part + (p - 1) * wsz : NULL;
         float *tdw = dw ? (p ? pw : dw) : NULL;
         float *tdb = db ? (p ? pw + g->O * g->K : db) : NULL;
         const int64_t i0 = items * p / parts, i1 = items * (p + 1) / parts;
+        float *col = ws ? ws + (nth > 1 ? thread_id() : 0) * cf * (merged ? 2 : 1) : NULL;
         if (g->depthwise)
             dw_weight_range(g, s->x, dy, tdw, tdb, i0, i1);
+        else if (merged)
+            for (int64_t it = i0; it < i1; it++) {
+                bw_data_sample(g, s->w, dy, dx, it, col ? col + cf : NULL, 0, fresh_x);
+                bw_weight_range(g, s->x, dy, tdw, tdb, it, it + 1, col, 0);
+            }
         else
-            bw_weight_range(g, s->x, dy, tdw, tdb, i0, i1, ws ? ws + (nth > 1 ? thread_id() : 0) * cf : NULL,
-                            nth == 1 && maxth > 1 && cf >= CV_INNER_MIN);
+            bw_weight_range(g, s->x, dy, tdw, tdb, i0, i1, col, nth == 1 && maxth > 1 && cf >= CV_INNER_MIN);
     }
     if (parts > 1) {
         const int64_t nw = g->O * g->K;

@@ -102,10 +102,14 @@ nb_tensor *nb_dropout(nb_ctx *ctx, nb_tensor *x, float p, int training)
     return y;
 }
 
+/* gx += gy * mask * scale, or = when fresh */
 DROP_VEC static void drop_bw_block(float *restrict gx, const float *restrict gy, const uint8_t *restrict mask,
-                                   int64_t n, float scale)
+                                   int64_t n, float scale, int fresh)
 {
-    for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * (mask[i] ? scale : 0.0f);
+    if (fresh)
+        for (int64_t i = 0; i < n; i++) gx[i] = gy[i] * (mask[i] ? scale : 0.0f);
+    else
+        for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * (mask[i] ? scale : 0.0f);
 }
 
 nb_status nb__bw_dropout(nb_ctx *ctx, nb__node *n)
@@ -117,9 +121,10 @@ nb_status nb__bw_dropout(nb_ctx *ctx, nb__node *n)
     int64_t len = nb_tensor_numel(x), nb = (len + DROP_BLOCK - 1) / DROP_BLOCK;
     float *gx = x->grad;
     const float *gy = n->out->grad;
+    const int fresh = nb__fresh(n, 0);
     NB_PAR_FOR(len >= DROP_PAR_MIN, b, nb, {
         int64_t i0 = b * DROP_BLOCK, m = len - i0 < DROP_BLOCK ? len - i0 : DROP_BLOCK;
-        drop_bw_block(gx + i0, gy + i0, s->mask + i0, m, s->scale);
+        drop_bw_block(gx + i0, gy + i0, s->mask + i0, m, s->scale, fresh);
     });
     return NB_OK;
 }

@@ -331,13 +331,19 @@ nb_status nb__bw_linear(nb_ctx *ctx, nb__node *n)
     nb_tensor *x = n->in[0], *w = n->in[1], *b = n->nin > 2 ? n->in[2] : NULL;
     int rows = (int)s->rows, fi = (int)s->in, fo = (int)s->out;
     const float *g = n->out->grad;
-    if (!rows || !fo) return NB_OK;
+    if (!rows || !fo) {   /* an empty product: fresh gradients are zeros */
+        if (nb__fresh(n, 0)) memset(x->grad, 0, (size_t)rows * (size_t)fi * sizeof(float));
+        if (nb__fresh(n, 1)) memset(w->grad, 0, (size_t)fo * (size_t)fi * sizeof(float));
+        if (nb__fresh(n, 2)) memset(b->grad, 0, (size_t)fo * sizeof(float));
+        return NB_OK;
+    }
     if (fi && x->requires_grad)
-        nb_gemm(0, s->tw, rows, fi, fo, 1.0f, g, fo, s->w, (int)s->ldw, 1.0f, x->grad, fi);
+        nb_gemm(0, s->tw, rows, fi, fo, 1.0f, g, fo, s->w, (int)s->ldw, nb__fresh(n, 0) ? 0.0f : 1.0f, x->grad, fi);
     if (fi && w->requires_grad)
-        nb_gemm(1, s->tx, fo, fi, rows, 1.0f, g, fo, s->x, (int)s->ldx, 1.0f, w->grad, fi);
+        nb_gemm(1, s->tx, fo, fi, rows, 1.0f, g, fo, s->x, (int)s->ldx, nb__fresh(n, 1) ? 0.0f : 1.0f, w->grad, fi);
     if (b && b->requires_grad) {
         float *gb = b->grad;
+        if (nb__fresh(n, 2)) memset(gb, 0, (size_t)fo * sizeof(float));
         int64_t blocks = (fo + 255) / 256;
         NB_PAR_FOR((int64_t)rows * fo >= MM_PAR_MIN && blocks > 1, blk, blocks, {
             int64_t j0 = blk * 256, j1 = j0 + 256 < fo ? j0 + 256 : fo;

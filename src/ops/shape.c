@@ -122,13 +122,15 @@ static nb_tensor *copy_contig(nb_ctx *ctx, const nb_tensor *x)
     return out;
 }
 
-/* in->grad += out->grad, both contiguous with the same number of elements. */
+/* in->grad += out->grad (= when fresh), both contiguous with the same
+ * number of elements. */
 static void add_flat(nb__node *n)
 {
     int64_t m = nb_tensor_numel(n->out);
     float *gx = n->in[0]->grad;
     const float *g = n->out->grad;
-    NB_PAR_FOR(m >= SH_PAR_MIN, i, m, gx[i] += g[i]);
+    if (nb__fresh(n, 0)) memcpy(gx, g, (size_t)m * sizeof(float));
+    else NB_PAR_FOR(m >= SH_PAR_MIN, i, m, gx[i] += g[i]);
 }
 
 /* ---- reshape / flatten ------------------------------------------------------- */

@@ -1,0 +1,37 @@
+/* Private to libnabla: the batch-norm statistics shared by batch_norm
+ * (batchnorm.c) and the fused batch_norm -> relu -> max_pool2d op
+ * (bn_relu_pool.c), and that fused op, which nn's Sequential runs for a
+ * BatchNorm2d, ReLU, MaxPool2d(2) run of layers (src/nn/batchnorm.c). */
+#ifndef NABLA_OPS_BATCHNORM_H
+#define NABLA_OPS_BATCHNORM_H
+#include "../core/internal.h"
+#include "prefetch.h"
+
+/* Channel c, N planes of S floats, the first at x and each `stride` floats
+ * after the previous (C*S in an (N, C, S) tensor): training: mean (as float
+ * and double) and invstd = 1/sqrt(biased var + eps) from the batch, and the
+ * running statistics rm, rv (either may be NULL) moved by momentum with the
+ * unbiased variance; evaluation: the same from rm and rv. The results go to
+ * index c. Sums run in double in a fixed order. */
+void nb__bn_channel_stats(const float *x, int64_t stride, int64_t N, int64_t S, int64_t c, int training, float eps,
+                          float momentum, float *rm, float *rv, float *mean, double *meand, float *invstd);
+
+/* y = (x - mean) * a + b per channel: a = gamma * invstd and b = beta with
+ * the rounding of the mean to float corrected (see batchnorm.c); weight and
+ * bias may be NULL (1 and 0). */
+void nb__bn_coefficients(const nb_tensor *weight, const nb_tensor *bias, int64_t c, float mean, double meand,
+                         float invstd, float *a, float *b);
+
+/* max_pool2d(relu(batch_norm(x, ...)), kernel 2, stride 2) of an (N, C, H, W)
+ * x (H, W >= 2), with the arguments and results of nb_batch_norm, the
+ * output (N, C, H/2, W/2) of the three ops bit for bit, and one backward
+ * that never forms the intermediate tensors. */
+nb_tensor *nb__batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias,
+                                        float *running_mean, float *running_var, int training, float momentum,
+                                        float eps);
+
+/* Test hook: 0 runs the fused op on its portable plane kernels, 1 allows
+ * AVX-512; returns the previous setting. */
+int nb__bn_pool_use_simd(int on);
+
+#endif

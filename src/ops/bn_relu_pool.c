@@ -1,0 +1,270 @@
+/* batch_norm -> relu -> max_pool2d(kernel 2, stride 2) as one op: the block
+ * that ends each stage of small CNNs, run by nn's Sequential in place of its
+ * three layers (src/nn/batchnorm.c).
+ *
+ * Apart, the three ops write the normalised tensor, its relu and the pooled
+ * result, and their backward passes zero-fill and re-read a gradient of each
+ * size: about twenty passes over an activation-sized tensor per step. Fused,
+ * a thread takes a channel at a time: its statistics (two passes over the
+ * channel, the second from cache), then per window z = (x - mean) * a + b
+ * for the four inputs, their maximum and its relu. Forward reads x once and
+ * writes the quarter-size output and one byte per output: the position of
+ * the window's winner (0..3, row-major) or NONE when the output is not
+ * positive (relu passes no gradient there). Backward per channel sums the
+ * output gradient at the winners (the only non-zero entries of the
+ * normalised tensor's gradient dz) and writes
+ *   dx = k dz - p (x - mean) - q
+ * as batch_norm's backward does, in one pass. Inputs outside every window
+ * (the last row or column of an odd size) have dz = 0.
+ *
+ * The output is the three ops' bit for bit: the maximum is taken over z with
+ * max_pool2d's rule (a later value wins when greater or NaN), and relu of the
+ * maximum equals the maximum of relu except for the sign of a zero, which
+ * the non-positive case copies from the window's first relu. The gradients
+ * agree to rounding (the sums are grouped differently).
+ *
+ * Measured and not kept: the one-channel conv2d in front fused in as well
+ * (each channel's conv output recomputed in a buffer in cache, in forward
+ * and again in backward, instead of stored): 3-18% slower on the CNN's first
+ * block with 1 and 2 threads; that tensor (6.4 MB) stays in this machine's
+ * last-level cache, so its trips cost less than the recomputation. */
+#include "batchnorm.h"
+#include "../kernels/bn_pool.h"
+#include <math.h>
+
+#define BP_PAR_MIN 32768    /* input elements before threads pay off */
+
+typedef struct {
+    const float *x;          /* contiguous input (N, C, H, W) */
+    float *mean, *invstd;    /* per channel, as batch_norm */
+    double *meand;
+    uint8_t *win;            /* per output: winner 0..3 or NB__BP_NONE */
+    int64_t N, C, H, W;
+    int training;
+} bp_saved;
+
+/* ---- portable plane kernels (see src/kernels/bn_pool.h) ---------------------- */
+
+static void fw_plane_c(const float *x, int64_t W, int64_t OH, int64_t OW, float mc, float a, float b, float *out,
+                       uint8_t *win)
+{
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+        for (int64_t o = 0; o < OW; o++) {
+            const float z[4] = {(r0[2 * o] - mc) * a + b, (r0[2 * o + 1] - mc) * a + b, (r1[2 * o] - mc) * a + b,
+                                (r1[2 * o + 1] - mc) * a + b};
+            float m = z[0];
+            int k = 0;
+            for (int j = 1; j < 4; j++)
+                if (z[j] > m || z[j] != z[j]) m = z[j], k = j;
+            out[oh * OW + o] = m > 0 || m != m ? m : (z[0] < 0 ? 0.0f : z[0]);
+            if (win) win[oh * OW + o] = (uint8_t)(m > 0 ? k : NB__BP_NONE);
+        }
+    }
+}
+
+/* The input under output o's winner (none picks the last). */
+static inline float at_winner(const float *r0, const float *r1, int64_t o, int w)
+{
+    return w == 0 ? r0[2 * o] : w == 1 ? r0[2 * o + 1] : w == 2 ? r1[2 * o] : r1[2 * o + 1];
+}
+
+static void sums_plane_c(const float *x, int64_t W, int64_t OH, int64_t OW, const float *g, const uint8_t *win,
+                         float mc, double *sdy, double *sdyx)
+{
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+        for (int64_t o = 0; o < OW; o++) {
+            const int w = win[oh * OW + o];
+            const float gw = w == NB__BP_NONE ? 0.0f : g[oh * OW + o];
+            sdy[o % NB__BP_LANES] += (double)gw;
+            sdyx[o % NB__BP_LANES] += (double)(gw * (at_winner(r0, r1, o, w) - mc));
+        }
+    }
+}
+
+static inline void put(float *d, float v, int fresh) { *d = fresh ? v : *d + v; }
+
+static void dx_plane_c(const float *x, int64_t H, int64_t W, int64_t OW, const float *g, const uint8_t *win,
+                       float mc, float k, float p, float q, float *dx, int fresh)
+{
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t j = 0; j < W; j++) {
+            const int64_t o = j / 2;
+            float dz = 0.0f;   /* inputs outside every window (odd H or W) stay 0 */
+            if (h < H / 2 * 2 && o < OW) {
+                const int64_t oi = h / 2 * OW + o;
+                dz = win[oi] == (h % 2) * 2 + j % 2 ? g[oi] : 0.0f;
+            }
+            put(dx + h * W + j, k * dz - p * (x[h * W + j] - mc) - q, fresh);
+        }
+}
+
+static const nb__bn_pool_kernels bp_portable = {fw_plane_c, sums_plane_c, dx_plane_c};
+
+static int bp_simd_on = 1;
+
+int nb__bn_pool_use_simd(int on)
+{
+    int old = bp_simd_on;
+    bp_simd_on = on != 0;
+    return old;
+}
+
+static const nb__bn_pool_kernels *bp_kernels(void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (bp_simd_on && nb__bn_pool_avx512.forward && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        return &nb__bn_pool_avx512;
+#endif
+    return &bp_portable;
+}
+
+/* ---- the op ----------------------------------------------------------------- */
+
+static int check_args(nb_ctx *ctx, const nb_tensor *x, const nb_tensor *weight, const nb_tensor *bias,
+                      const float *rm, const float *rv, int training, float eps)
+{
+    const char *name = "batch_norm_relu_max_pool";
+    char sx[96], sp[96];
+    if (x->ndim != 4 || x->shape[2] < 2 || x->shape[3] < 2) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "%s: input must be (N, C, H, W) with H, W >= 2, got %s", name,
+                    nb_shape_str(x, sx, sizeof sx));
+        return 0;
+    }
+    const nb_tensor *pw[2] = {weight, bias};
+    for (int k = 0; k < 2; k++)
+        if (pw[k] && (pw[k]->ndim != 1 || pw[k]->shape[0] != x->shape[1])) {
+            nb__op_fail(ctx, NB_ERR_SHAPE, "%s: %s %s does not match the %lld channels of input %s", name,
+                        k ? "bias" : "weight", nb_shape_str(pw[k], sp, sizeof sp), (long long)x->shape[1],
+                        nb_shape_str(x, sx, sizeof sx));
+            return 0;
+        }
+    if (!(eps >= 0) || isinf(eps)) {
+        nb__op_fail(ctx, NB_ERR_ARG, "%s: eps must be finite and >= 0, got %g", name, eps);
+        return 0;
+    }
+    if (!training && (!rm || !rv)) {
+        nb__op_fail(ctx, NB_ERR_ARG, "%s: running_mean and running_var must be given in evaluation mode", name);
+        return 0;
+    }
+    if (training && x->shape[0] * x->shape[2] * x->shape[3] == 1) {
+        nb__op_fail(ctx, NB_ERR_SHAPE, "%s: Expected more than 1 value per channel when training, got input %s",
+                    name, nb_shape_str(x, sx, sizeof sx));
+        return 0;
+    }
+    return 1;
+}
+
+nb_tensor *nb__batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias,
+                                        float *running_mean, float *running_var, int training, float momentum,
+                                        float eps)
+{
+    if (!x) return NULL;
+    if (!ctx) return nb__op_fail(ctx, NB_ERR_ARG, "batch_norm_relu_max_pool: context is NULL");
+    if (!check_args(ctx, x, weight, bias, running_mean, running_var, training, eps)) return NULL;
+    const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    const int64_t OH = H / 2, OW = W / 2, S = H * W, OS = OH * OW;
+    nb_tensor *out = nb_tensor_new(ctx, 4, (int64_t[]){N, C, OH, OW});
+    nb_arena *ar = nb_ctx_arena(ctx);
+    bp_saved *s = nb_arena_alloc(ar, sizeof *s);
+    float *stats = nb_arena_alloc(ar, (size_t)(2 * C) * sizeof(float));
+    double *meand = nb_arena_alloc(ar, (size_t)C * sizeof(double));
+    const int want = nb_grad_enabled(ctx) && (x->requires_grad || (weight && weight->requires_grad) ||
+                                              (bias && bias->requires_grad));
+    uint8_t *win = want ? nb_arena_alloc(ar, (size_t)(N * C * OS)) : NULL;
+    if (!out || !s || !stats || !meand || (want && !win))
+        return nb__op_fail(ctx, NB_ERR_NOMEM, "batch_norm_relu_max_pool: out of memory");
+    const float *xd = x->data;
+    if (!nb_tensor_is_contiguous(x)) {
+        float *c = nb_arena_alloc(ar, (size_t)nb_tensor_numel(x) * sizeof(float));
+        if (!c) return nb__op_fail(ctx, NB_ERR_NOMEM, "batch_norm_relu_max_pool: out of memory");
+        nb_tensor_copy_out(x, c);
+        xd = c;
+    }
+    *s = (bp_saved){xd, stats, stats + C, meand, win, N, C, H, W, training != 0};
+    float *y = out->data;
+    const nb__bn_pool_kernels *K = bp_kernels();
+    if (N == 0) /* an empty batch: nothing to normalise, statistics untouched (as batch_norm) */
+        for (int64_t c = 0; c < C; c++) s->mean[c] = 0, meand[c] = 0, s->invstd[c] = 0;
+    else NB_PAR_FOR(N * C * S >= BP_PAR_MIN && C > 1, c, C, {
+        nb__bn_channel_stats(xd + c * S, C * S, N, S, c, training, eps, momentum, running_mean, running_var,
+                             s->mean, meand, s->invstd);
+        float a, b;
+        const float mc = s->mean[c];
+        nb__bn_coefficients(weight, bias, c, mc, meand[c], s->invstd[c], &a, &b);
+        for (int64_t i = 0; i < N; i++) {
+            const float *xp = xd + (i * C + c) * S;
+            float *yp = y + (i * C + c) * OS;
+            K->forward(xp, W, OH, OW, mc, a, b, yp, win ? win + (i * C + c) * OS : NULL);
+        }
+    });
+    nb_tensor *in[3] = {x, NULL, NULL};
+    int nin = 1;
+    if (weight) in[nin++] = weight;
+    if (bias) in[nin++] = bias;
+    nb__node *node = nb__record(ctx, NB__OP_BATCH_NORM_RELU_MAX_POOL, out, in, nin);
+    if (want && !node)
+        return nb__op_fail(ctx, NB_ERR_NOMEM, "batch_norm_relu_max_pool: out of memory recording the op");
+    if (node) {
+        node->saved = s;
+        node->i[0] = weight != NULL;
+        node->i[1] = bias != NULL;
+    }
+    return out;
+}
+
+/* Channel c: the sums, the affine gradients, then dx. */
+static void bw_channel(const bp_saved *s, const nb_tensor *w, int64_t c, const float *dy, float *dx, float *dw,
+                       float *db, int fresh, const nb__bn_pool_kernels *K)
+{
+    const int64_t N = s->N, C = s->C, H = s->H, W = s->W, OH = H / 2, OW = W / 2, S = H * W, OS = OH * OW;
+    const float mc = s->mean[c];
+    double sdy[NB__BP_LANES] = {0}, sdyx[NB__BP_LANES] = {0};
+    for (int64_t i = 0; i < N; i++) {
+        if (i + 1 < N) {
+            nb__prefetch(s->x + ((i + 1) * C + c) * S, (size_t)S * sizeof(float));
+            nb__prefetch(dy + ((i + 1) * C + c) * OS, (size_t)OS * sizeof(float));
+            nb__prefetch(s->win + ((i + 1) * C + c) * OS, (size_t)OS);
+        }
+        K->sums(s->x + (i * C + c) * S, W, OH, OW, dy + (i * C + c) * OS, s->win + (i * C + c) * OS, mc, sdy, sdyx);
+    }
+    for (int h = NB__BP_LANES / 2; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) {
+            sdy[l] += sdy[l + h];
+            sdyx[l] += sdyx[l + h];
+        }
+    /* centred on the mean in double, as batch_norm: sum g (x - meand) */
+    const double is = s->invstd[c], sg = sdy[0], sgx = sdyx[0] + ((double)mc - s->meand[c]) * sg;
+    if (dw) dw[c] += (float)(sgx * is);
+    if (db) db[c] += (float)sg;
+    if (!dx) return;
+    const double n = (double)(N * S);
+    const float k = (float)(is * (w ? w->data[c * w->stride[0]] : 1.0f));
+    const float p = s->training ? (float)(k * is * is * sgx / n) : 0.0f;
+    const float q = s->training ? (float)(k * sg / n) : 0.0f;
+    for (int64_t i = 0; i < N; i++)
+        K->dx(s->x + (i * C + c) * S, H, W, OW, dy + (i * C + c) * OS, s->win + (i * C + c) * OS, mc, k, p, q,
+              dx + (i * C + c) * S, fresh);
+}
+
+nb_status nb__bw_batch_norm_relu_max_pool(nb_ctx *ctx, nb__node *nd)
+{
+    (void)ctx;
+    const bp_saved *s = nd->saved;
+    nb_tensor *x = nd->in[0];
+    nb_tensor *w = nd->i[0] ? nd->in[1] : NULL;
+    nb_tensor *b = nd->i[1] ? nd->in[1 + (int)nd->i[0]] : NULL;
+    float *dx = x->requires_grad ? x->grad : NULL;
+    float *dw = w && w->requires_grad ? w->grad : NULL;
+    float *db = b && b->requires_grad ? b->grad : NULL;
+    const int fresh = nb__fresh(nd, 0);
+    if (dw && nb__fresh(nd, 1)) memset(dw, 0, (size_t)s->C * sizeof(float));
+    if (db && nb__fresh(nd, 1 + (int)nd->i[0])) memset(db, 0, (size_t)s->C * sizeof(float));
+    const int64_t C = s->C, numel = s->N * C * s->H * s->W;
+    if (numel == 0) return NB_OK;
+    const nb__bn_pool_kernels *K = bp_kernels();
+    NB_PAR_FOR(numel >= BP_PAR_MIN && C > 1, c, C, bw_channel(s, w, c, nd->out->grad, dx, dw, db, fresh, K));
+    return NB_OK;
+}
