@@ -3,6 +3,7 @@
 #include "test.h"
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 typedef struct { const char *name, *file; nbt_fn fn; } nbt_case;
@@ -89,4 +90,31 @@ int main(int argc, char **argv)
     }
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;
+}
+
+static void nbt_slurp(const char *path, char *buf, size_t size)
+{
+    if (!buf) return;
+    buf[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+int nbt_shell(char *out, size_t outsz, char *err, size_t errsz, const char *fmt, ...)
+{
+    char args[4096], cmd[6144], o[512], e[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(o, sizeof o, "%s/shell.out", nbt_tmpdir());
+    snprintf(e, sizeof e, "%s/shell.err", nbt_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s >'%s' 2>'%s' </dev/null", args, o, e);
+    int st = system(cmd);
+    nbt_slurp(o, out, outsz);
+    nbt_slurp(e, err, errsz);
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -18,6 +18,11 @@ void nbt_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *nbt_build_dir(void);
 /* A fresh temporary directory for this test run (removed at exit). */
 const char *nbt_tmpdir(void);
+/* Run a shell command with stdin from /dev/null, its stdout and stderr
+ * captured into out and err (NUL-terminated, truncated to their sizes; either
+ * may be NULL to discard); returns the exit status, -1 if it did not exit. */
+int nbt_shell(char *out, size_t outsz, char *err, size_t errsz, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* Path of a file in tests/fixtures. */
 const char *nbt_fixture(const char *name);
 

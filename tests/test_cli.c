@@ -10,33 +10,17 @@
 
 static char out_buf[1 << 16], err_buf[1 << 16];
 
-static void slurp(const char *path, char *buf, size_t size)
-{
-    buf[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = 0;
-    fclose(f);
-}
-
 /* Run "<build>/nabla ARGS" with stdout and stderr captured into out_buf and
  * err_buf; returns the exit status (-1 if it did not exit normally). */
 static int nabla(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int nabla(const char *fmt, ...)
 {
-    char args[2048], cmd[4096], o[512], e[512];
+    char args[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(o, sizeof o, "%s/cli.out", nbt_tmpdir());
-    snprintf(e, sizeof e, "%s/cli.err", nbt_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s/nabla %s >'%s' 2>'%s' </dev/null", nbt_build_dir(), args, o, e);
-    int st = system(cmd);
-    slurp(o, out_buf, sizeof out_buf);
-    slurp(e, err_buf, sizeof err_buf);
-    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return nbt_shell(out_buf, sizeof out_buf, err_buf, sizeof err_buf, "%s/nabla %s", nbt_build_dir(), args);
 }
 
 static const char *tmp_path(const char *name)

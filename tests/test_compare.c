@@ -17,22 +17,12 @@ static char err_buf[1 << 14];
 static int nabla(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int nabla(const char *fmt, ...)
 {
-    char args[2048], cmd[4096], e[512];
+    char args[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(e, sizeof e, "%s/compare.err", nbt_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s/nabla %s >/dev/null 2>'%s' </dev/null", nbt_build_dir(), args, e);
-    int st = system(cmd);
-    err_buf[0] = 0;
-    FILE *f = fopen(e, "rb");
-    if (f) {
-        size_t n = fread(err_buf, 1, sizeof err_buf - 1, f);
-        err_buf[n] = 0;
-        fclose(f);
-    }
-    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return nbt_shell(NULL, 0, err_buf, sizeof err_buf, "%s/nabla %s", nbt_build_dir(), args);
 }
 
 static int have_fashion_mnist(void)
