@@ -20,11 +20,12 @@ differ from exact by up to ~1e-6 relative in BN's backward).
                    after.<name> the buffers after it, ye an eval forward.
 """
 import json
-import struct
 import sys
 
 import torch
 import torch.nn as nn
+
+from safetensors_io import write_f32
 
 torch.manual_seed(2024)
 torch.set_default_dtype(torch.float64)
@@ -197,20 +198,6 @@ for stride, (cin, cout) in [(1, (4, 4)), (2, (4, 8))]:
         out[pre + ".ye"] = m(x).clone()
 
 
-def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        b = tensors[name].detach().contiguous().float().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/batchnorm.safetensors"
-write_safetensors(path, out, meta)
+write_f32(path, out, meta)
 print("wrote", path, len(out), "tensors")

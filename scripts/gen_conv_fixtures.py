@@ -14,12 +14,12 @@ the element index (hashed(), mirrored in the C test), exact in float32, so
 both sides start from the same bits. x is a view base[..., ::xstep] of a
 (N, C, H, W*xstep) tensor, so xstep = 2 checks a strided input.
 """
-import json
-import struct
 import sys
 
 import numpy as np
 import torch
+
+from safetensors_io import write_f32
 
 torch.set_num_threads(1)
 torch.set_default_dtype(torch.float32)
@@ -79,20 +79,6 @@ for name, (N, C, H, W, O, k, s, p, d, g, bias, xstep) in CONFIGS.items():
         out[name + ".db"] = b.grad
 
 
-def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        bts = tensors[name].detach().contiguous().float().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [offset, offset + len(bts)]}
-        blobs.append(bts)
-        offset += len(bts)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/conv.safetensors"
-write_safetensors(path, out, {"generator": "scripts/gen_conv_fixtures.py", "torch": torch.__version__})
+write_f32(path, out, {"generator": "scripts/gen_conv_fixtures.py", "torch": torch.__version__})
 print("wrote %s (%d tensors, %d configurations)" % (path, len(out), len(CONFIGS)))

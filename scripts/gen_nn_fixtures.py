@@ -7,10 +7,11 @@ The C tests read the file with nabla's own safetensors reader, so this also
 checks that files written outside nabla load.
 """
 import json
-import struct
 import sys
 
 import torch
+
+from safetensors_io import write_f32
 
 torch.manual_seed(1234)
 torch.set_default_dtype(torch.float32)
@@ -61,22 +62,8 @@ for name, cfg in CONFIGS.items():
         out["sgd.%s.final.%s" % (name, k)] = v
 
 
-def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        b = tensors[name].detach().contiguous().float().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/nn_sgd.safetensors"
-write_safetensors(path, out, {"generator": "scripts/gen_nn_fixtures.py",
+write_f32(path, out, {"generator": "scripts/gen_nn_fixtures.py",
                               "torch": torch.__version__,
                               "configs": json.dumps(CONFIGS)})
 print("wrote", path, len(out), "tensors")

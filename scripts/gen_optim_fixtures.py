@@ -18,10 +18,11 @@ per case <case>.losses (50, the loss before each step), <case>.step1.<param>
 (weights after the first step) and <case>.final.<param> (after 50 steps).
 """
 import json
-import struct
 import sys
 
 import torch
+
+from safetensors_io import write_f32
 
 STEPS = 50
 O = torch.optim
@@ -127,25 +128,11 @@ for case in CASES:
         case, errors[case]["loss"], errors[case]["step1"], errors[case]["final"], losses[0], losses[-1]))
 
 
-def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        b = tensors[name].detach().contiguous().float().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 cases_meta = {c: {"optimizer": cls.__name__, "group0": kw,
                   "groups": [{"params with": f, **g} for f, g in extra]}
               for c, (cls, kw, extra) in CASES.items()}
 path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/optim.safetensors"
-write_safetensors(path, out, {"generator": "scripts/gen_optim_fixtures.py",
+write_f32(path, out, {"generator": "scripts/gen_optim_fixtures.py",
                               "torch": torch.__version__,
                               "reference": "float64",
                               "rel_err": "max |a - b| / max(|b|, 0.01) over weights; losses plain relative",

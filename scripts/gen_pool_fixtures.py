@@ -11,12 +11,12 @@ test (tests/test_pool.c) reads it from the file:
   avg: kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad
   adaptive: out_h, out_w
 """
-import json
-import struct
 import sys
 
 import torch
 import torch.nn.functional as F
+
+from safetensors_io import write_f32
 
 torch.manual_seed(2024)
 torch.set_default_dtype(torch.float32)
@@ -88,20 +88,6 @@ for i, (shape, o) in enumerate(ADAPTIVE):
     record("adaptive.%d" % i, list(o), torch.randn(shape), lambda x: F.adaptive_avg_pool2d(x, o))
 
 
-def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        b = tensors[name].detach().contiguous().float().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/pool.safetensors"
-write_safetensors(path, out, {"generator": "scripts/gen_pool_fixtures.py", "torch": torch.__version__})
+write_f32(path, out, {"generator": "scripts/gen_pool_fixtures.py", "torch": torch.__version__})
 print("wrote", path, len(out), "tensors")

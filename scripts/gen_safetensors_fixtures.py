@@ -22,37 +22,9 @@ import struct
 
 import torch
 
+from safetensors_io import serialize
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-# The reference sorts tensors by its Dtype enum, largest first, then by name.
-DTYPE_ENUM = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64",
-              "I64", "U64"]
-NAMES = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16",
-         torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-         torch.bool: "BOOL"}
-ORDER = {t: DTYPE_ENUM.index(n) for t, n in NAMES.items()}
-
-
-def tensor_bytes(t):
-    t = t.contiguous()
-    if t.dtype == torch.bfloat16:  # numpy has no bfloat16: go through int16
-        return t.view(torch.int16).numpy().astype("<i2").tobytes()
-    return t.numpy().astype(t.numpy().dtype.newbyteorder("<")).tobytes()
-
-
-def serialize(tensors, metadata=None):
-    """Bytes of a safetensors file, as safetensors.torch.save would make them."""
-    items = sorted(tensors.items(), key=lambda kv: (-ORDER[kv[1].dtype], kv[0]))
-    header, blobs, off = {}, [], 0
-    if metadata is not None:
-        header["__metadata__"] = metadata
-    for name, t in items:
-        b = tensor_bytes(t)
-        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
 
 
 def raw(header_text, data=b""):

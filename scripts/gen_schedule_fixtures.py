@@ -25,10 +25,11 @@ and clip.<case>.<param> (the clipped gradients).
 """
 import json
 import math
-import struct
 import sys
 
 import torch
+
+from safetensors_io import write_f32
 
 S = torch.optim.lr_scheduler
 STEPS = 40
@@ -158,20 +159,6 @@ def run_clip(case, grads):
     return total, {n: t.grad for n, t in params}
 
 
-def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        b = tensors[name].detach().contiguous().float().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 def main():
     mets = metrics()
     out = {"schedule.loss": mets["loss"], "schedule.acc": mets["acc"]}
@@ -197,7 +184,7 @@ def main():
                                  for c, v in CASES.items()}),
             "clip_cases": json.dumps({c: [f, a, str(p)] for c, (f, a, p) in CLIP_CASES.items()})}
     path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/schedule.safetensors"
-    write_safetensors(path, out, meta)
+    write_f32(path, out, meta)
     print("wrote", path, len(out), "tensors")
 
 

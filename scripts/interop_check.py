@@ -28,22 +28,18 @@ installed and counts it as skipped otherwise.
 """
 import argparse
 import gzip
-import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 
-import numpy as np
 import torch
 from torch import nn
 
+from safetensors_io import load, save
+
 RTOL = 1e-5
 BATCH = 64
-DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.int64: "I64"}
-FROM_NAME = {"F32": ("<f4", torch.float32), "F16": ("<f2", torch.float16), "F64": ("<f8", torch.float64),
-             "I64": ("<i8", torch.int64)}
 
 
 def build(name):
@@ -54,38 +50,6 @@ def build(name):
     return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
-
-
-def save_safetensors(path, tensors, metadata=None):
-    """A safetensors file as safetensors.torch.save_file writes one."""
-    header, blobs, off = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name, t in sorted(tensors.items()):
-        b = t.detach().contiguous().cpu().numpy().astype(FROM_NAME[DTYPES[t.dtype]][0]).tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
-def load_safetensors(path):
-    """(tensors, metadata) of a safetensors file with the dtypes nabla writes."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    data, out = blob[8 + n:], {}
-    for name, e in header.items():
-        np_dtype, torch_dtype = FROM_NAME[e["dtype"]]
-        b, end = e["data_offsets"]
-        arr = np.frombuffer(data[b:end], dtype=np_dtype).reshape(e["shape"])
-        out[name] = torch.from_numpy(arr.copy()).to(torch_dtype)
-    return out, meta
 
 
 def test_images(data_dir, n):
@@ -136,9 +100,9 @@ def torch_to_nabla(binary, name, x_path, x, work):
             m.num_batches_tracked.fill_(7)
     w = os.path.join(work, f"torch_{name}.safetensors")
     y = os.path.join(work, f"torch_{name}_out.safetensors")
-    save_safetensors(w, model.state_dict(), {"format": "pt"})
+    save(w, model.state_dict(), {"format": "pt"})
     nabla(binary, "run", "--model", name, "--weights", w, "--input", x_path, "--output", y, "--threads", "2")
-    got = load_safetensors(y)[0]["output"]
+    got = load(y)[0]["output"]
     return compare(f"{name} torch -> nabla", got, torch_logits(model, x))
 
 
@@ -147,7 +111,7 @@ def nabla_to_torch(binary, name, x_path, x, work, data_dir):
     y = os.path.join(work, f"nabla_{name}_out.safetensors")
     nabla(binary, "train", "--model", name, "--limit-train", "500", "--epochs", "1", "--seed", "3",
           "--threads", "2", "--quiet", "--data", data_dir, "--out", w)
-    state, meta = load_safetensors(w)
+    state, meta = load(w)
     if meta.get("model") != name:
         print(f"  FAIL {name}: the file's metadata names model {meta.get('model')!r}")
         return False
@@ -156,7 +120,7 @@ def nabla_to_torch(binary, name, x_path, x, work, data_dir):
     # nabla keeps num_batches_tracked as a float count; torch as int64.
     model.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()}, strict=True)
     nabla(binary, "run", "--weights", w, "--input", x_path, "--output", y, "--threads", "2")
-    got = load_safetensors(y)[0]["output"]
+    got = load(y)[0]["output"]
     return compare(f"{name} nabla -> torch", got, torch_logits(model, x))
 
 
@@ -174,7 +138,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="nabla-interop-") as work:
         x = test_images(args.data, BATCH)
         x_path = os.path.join(work, "x.safetensors")
-        save_safetensors(x_path, {"input": x})
+        save(x_path, {"input": x})
         for name in args.models.split(","):
             try:
                 ok &= torch_to_nabla(args.nabla, name, x_path, x, work)
