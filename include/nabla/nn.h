@@ -30,6 +30,10 @@ typedef struct nb_param {
 typedef struct nb_layer_geometry {
     int     kernel[2], stride[2], padding[2], dilation[2];
     int64_t macs_per_output;        /* multiply-accumulates per output element */
+    int64_t macs_per_input;         /* and per input element (a transposed conv's
+                                       work follows its input) */
+    int     transposed;             /* 1: an upsampling (transposed) conv: the
+                                       receptive-field recurrence does not apply */
 } nb_layer_geometry;
 
 typedef struct nb_module_vt {
@@ -87,6 +91,11 @@ int        nb_model_find_param(const nb_model *m, const char *name);  /* -1 if a
 nb_tensor *nb_model_forward(nb_model *m, nb_ctx *ctx, nb_tensor *x);
 void       nb_model_zero_grad(nb_model *m);
 void       nb_model_train(nb_model *m, int training);
+/* Like p.requires_grad_(on) for every parameter. While off, a forward
+ * through the model records no parameter gradients (backward leaves the
+ * model's grad buffer untouched) but gradients still flow through it to its
+ * inputs: the generator step of a GAN through a frozen discriminator. */
+void       nb_model_set_requires_grad(nb_model *m, int on);
 /* Weights as safetensors (float32, atomic write) with metadata "model" and
  * "config"; load requires the same names and shapes (each mismatch named). */
 nb_status  nb_model_save(const nb_model *m, const char *path);
@@ -132,6 +141,18 @@ nb_module *nb_nn_dropout(nb_model *m, float p);
  * statistics. */
 nb_module *nb_nn_batch_norm1d(nb_model *m, int num_features, float eps, float momentum, int affine);
 nb_module *nb_nn_batch_norm2d(nb_model *m, int num_features, float eps, float momentum, int affine);
+/* torch.nn.ConvTranspose2d: weight (in, out/groups, kh, kw) and bias (out),
+ * PyTorch's default init (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both, with
+ * torch's fan_in = size(1)*kh*kw = out/groups*kh*kw). opts as
+ * nb_conv_transpose2d (copied; NULL = defaults). */
+struct nb_conv_transpose2d_opts;   /* nabla/ops.h */
+nb_module *nb_nn_conv_transpose2d(nb_model *m, nb_rng *rng, int in_channels, int out_channels,
+                                  int kh, int kw, const struct nb_conv_transpose2d_opts *opts,
+                                  int bias);
+/* torch.nn.InstanceNorm2d (x (N,C,H,W)), torch defaults eps 1e-5,
+ * affine 0, track_running_stats 0 (per-instance statistics
+ * in train and eval mode). affine: "weight" (ones) and "bias" (zeros). */
+nb_module *nb_nn_instance_norm2d(nb_model *m, int num_features, float eps, int affine);
 /* torch.nn.utils.weight_norm(layer, "weight", dim): the parameter "weight"
  * (any layer with one: Linear, Conv2d, ...) becomes "weight_v" (same shape
  * and values) and a new "weight_g" (size of dimension dim, 1 elsewhere; 0-d

@@ -140,6 +140,26 @@ nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor
  * and scales the rest by 1/(1-p); identity when !training or p == 0. */
 nb_tensor *nb_dropout(nb_ctx *ctx, nb_tensor *x, float p, int training);
 
+/* ---- transposed convolution, instance norm (GAN building blocks) ---------
+ * conv_transpose2d: the adjoint (gradient w.r.t. the input) of conv2d, as
+ * torch F.conv_transpose2d. x (N,Cin,H,W), w (Cin, Cout/groups, kh, kw) as
+ * torch, b (Cout) or NULL -> (N,Cout,OH,OW) with per spatial dim
+ *   out = (in-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1.
+ * A zero stride, dilation or groups means 1; opts NULL = all defaults.
+ * NB_ERR_ARG (as torch) when output_padding >= both stride and dilation,
+ * channels do not match w, groups does not divide Cin, or out < 1. */
+typedef struct nb_conv_transpose2d_opts {
+    int stride[2], padding[2], output_padding[2], dilation[2];
+    int groups;
+} nb_conv_transpose2d_opts;
+nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b,
+                               const nb_conv_transpose2d_opts *opts);
+/* instance_norm: x (N,C,*) normalised per sample and channel over the
+ * spatial elements (biased variance), then weight*xhat + bias when weight,
+ * bias (C) are given (each may be NULL). As torch F.instance_norm
+ * without running statistics. */
+nb_tensor *nb_instance_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, float eps);
+
 #ifdef __cplusplus
 }
 #endif

@@ -163,6 +163,16 @@ void nb_model_zero_grad(nb_model *m)
 
 void nb_model_train(nb_model *m, int training) { m->training = training != 0; }
 
+/* A parameter that does not require a gradient makes the ops record nothing
+ * for it (and skip its gradient in backward), while inputs that require one
+ * keep their tape: freezing is this flag alone. Buffers never train. */
+void nb_model_set_requires_grad(nb_model *m, int on)
+{
+    if (!m) return;
+    for (int i = 0; i < m->nparams; i++)
+        if (!m->params[i].buffer) m->params[i].t.requires_grad = on != 0;
+}
+
 nb_status nb_model_save(const nb_model *m, const char *path)
 {
     nb_st_entry *e = NB_MALLOC(sizeof *e * (size_t)(m->nparams ? m->nparams : 1));

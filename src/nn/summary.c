@@ -247,13 +247,15 @@ static void add_row(pass *p, hook *h, nb_tensor *x, nb_tensor *y)
 
     nb_layer_geometry g;
     int spatial = geometry_of(h, &g);
-    row->macs = nb_tensor_numel(y) * g.macs_per_output;  /* batch 1 */
+    row->macs = nb_tensor_numel(y) * g.macs_per_output + nb_tensor_numel(x) * g.macs_per_input;  /* batch 1 */
 
     field in = field_of(p, x, 0);
     if (in.state == FIELD_NONE) in = p->last;
     field out = in;
     if (in.state != FIELD_SPATIAL || x->ndim != 4 || y->ndim != 4) {
         out.state = FIELD_INVALID;
+    } else if (spatial && g.transposed) {
+        out.state = FIELD_INVALID;  /* upsampling: no integer jump to carry on */
     } else if (spatial) {
         for (int a = 0; a < 2 && out.state == FIELD_SPATIAL; a++) {
             if (!geometry_fits(x->shape[2 + a], y->shape[2 + a], g.kernel[a], g.stride[a], g.padding[a],
