@@ -69,6 +69,11 @@ static int default_input(const nb_model *m, int64_t *dims)
         dims[0] = v[0], dims[1] = v[1], dims[2] = v[2];
         return 3;
     }
+    nb_vgg_opts vo = {0};
+    if (!strncmp(m->name, "vgg11", 5) && nb_vgg_parse_config(m->config, &vo) == NB_OK) {   /* vgg11, vgg11_bn */
+        dims[0] = vo.in_channels, dims[1] = dims[2] = vo.size;
+        return 3;
+    }
     dims[0] = 1, dims[1] = 28, dims[2] = 28;
     return 3;
 }

@@ -90,6 +90,34 @@ void      nb_loader_get_state(const nb_loader *l, nb_loader_state *st);
  * belongs to a loader with another size or batch, or pos is outside [0, n]. */
 nb_status nb_loader_set_state(nb_loader *l, const nb_loader_state *st);
 
+/* ---- augmentation (src/data/augment.c) ------------------------------------
+ * Random crop with zero padding (torchvision RandomCrop(size, padding=p):
+ * pad by p on every side, then cut the original size at a uniform offset)
+ * and horizontal flip with probability 1/2, in place on a batch. Each
+ * sample's choices are a hash of a key and its position in the epoch's order,
+ * so they are reproducible, independent of the thread count, and a run
+ * resumed from a checkpoint (loader state restored) draws the same ones. */
+typedef struct nb_augment {
+    int crop_padding;                   /* p: shifts in [-p, p] each way; 0 = no crop */
+    int hflip;                          /* 1: flip left-right half of the time */
+} nb_augment;
+
+/* "crop:4,flip", "flip", "crop:2", "" (nothing); NB_ERR_ARG names a bad entry
+ * (padding in [0, 1024]). */
+nb_status nb_augment_parse(const char *spec, nb_augment *a);
+/* The choices for the sample at `position` under `key`: output pixel (r, c)
+ * takes input pixel (r + dy, c' + dx), c' = W-1-c when flip else c, and 0
+ * where that lies outside the image. */
+void      nb_augment_draw(const nb_augment *a, uint64_t key, int64_t position, int *dy, int *dx, int *flip);
+/* Augment x (N,C,H,W), contiguous, in place: sample i as drawn for position
+ * first + i. NB_ERR_SHAPE for another layout. */
+nb_status nb_augment_apply(const nb_augment *a, uint64_t key, int64_t first, nb_tensor *x);
+/* nb_loader_next, then the batch augmented (a may be NULL: none) with a key
+ * drawn from the loader's state (its generator before the epoch's shuffle)
+ * and the batch's position in the epoch. With shuffle every epoch gets new
+ * choices; without it every epoch repeats the same ones. */
+nb_status nb_loader_next_augmented(nb_loader *l, const nb_augment *a, nb_ctx *ctx, nb_batch *b);
+
 #ifdef __cplusplus
 }
 #endif

@@ -204,6 +204,45 @@ nb_status  nb_model_build(const char *name, const char *config, nb_rng *rng, nb_
 /* The default configuration of a model name (NULL if unknown). */
 const char *nb_model_default_config(const char *name);
 
+/* ---- VGG11 and ZeroPad2d (the notes §16) -----------------------------------
+ * torch.nn.ZeroPad2d((left, right, top, bottom)): nb_pad2d as a module (no
+ * parameters). NULL with NB_ERR_ARG for a negative padding. */
+nb_module *nb_nn_zero_pad2d(nb_model *m, int left, int right, int top, int bottom);
+/* Zoo models "vgg11" (the notes' class VGG_A) and "vgg11_bn" (torchvision's
+ * vgg11_bn: BatchNorm2d after each conv). Children, in forward order:
+ * "pad" (ZeroPad2d, only when pad_to > size; no parameters), "features"
+ * (convs 3x3 padding 1 of 64 128 M 256 256 M 512 512 M 512 512 M channels
+ * times width, each followed by ReLU (vgg11_bn: BatchNorm2d, ReLU), M =
+ * MaxPool2d 2), then flatten and "classifier" (Linear(512*width*f*f, hidden),
+ * ReLU, Dropout, Linear(hidden, hidden), ReLU, Dropout, Linear(hidden,
+ * classes)) with f = (pad_to or size) / 32 rounded down: the classifier's
+ * input follows the feature map. Names as torch: "features.0.weight" ...
+ * "classifier.6.bias" (vgg11_bn: "features.1.running_mean", ...). At the
+ * defaults (the notes' class) 132,863,336 parameters, 7.6 G MACs per image.
+ * Initialisation (init=): "torchvision" (default) as torchvision's VGG: convs
+ * kaiming_normal(fan_out, relu), Linear weights N(0, 0.01), biases 0; or
+ * "torch": each layer's torch default, as the notes' class VGG_A gets them
+ * (it sets none itself). N(0, 0.01) suits the 4096-wide classifier; a
+ * narrow one (hidden=256) starts with a vanishing signal there.
+ * Config: comma-separated key=value pairs, any subset, the rest default:
+ *   in=3 size=224 (square input) pad_to=0 (zero-pad the input to this size,
+ *   centred: in=1,size=28,pad_to=32 takes Fashion-MNIST; 0 = no padding)
+ *   classes=1000 width=1 (channel multiplier, each layer rounded, at least
+ *   1) hidden=4096 (classifier width) dropout=0.5 init=torchvision.
+ * The padded size must be at least 32. */
+typedef struct nb_vgg_opts {
+    int   in_channels, size, pad_to, num_classes, hidden;
+    float width, dropout;
+    int   batch_norm;               /* 1: vgg11_bn */
+    int   torch_init;               /* 1: init=torch (layer defaults), 0: torchvision */
+} nb_vgg_opts;
+void      nb_vgg_default_opts(nb_vgg_opts *o);   /* the notes' class; batch_norm 0 */
+/* Parse a config into *o (defaults for keys not given; o->batch_norm kept);
+ * NB_ERR_ARG naming a bad key or value. */
+nb_status nb_vgg_parse_config(const char *config, nb_vgg_opts *o);
+/* Build a VGG11 (name "vgg11" or "vgg11_bn", its config the full key list). */
+nb_status nb_vgg11(const nb_vgg_opts *o, nb_rng *rng, nb_model **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -160,6 +160,13 @@ nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tenso
  * without running statistics. */
 nb_tensor *nb_instance_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, float eps);
 
+/* ---- padding (VGG on 28x28 images) ---------------------------------------
+ * pad2d: zeros around the last two dimensions of x (..., H, W), as torch
+ * F.pad(x, (left, right, top, bottom)) with value 0: pad[4] = {left, right,
+ * top, bottom}, each in [0, 2^20] (NB_ERR_ARG otherwise) -> (..., H+top+bottom,
+ * W+left+right). */
+nb_tensor *nb_pad2d(nb_ctx *ctx, nb_tensor *x, const int pad[4]);
+
 #ifdef __cplusplus
 }
 #endif

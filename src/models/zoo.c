@@ -83,6 +83,9 @@ static nb_status build_cnn(nb_model *m, const char *config, nb_rng *rng)
     return s;
 }
 
+/* VGG11 and VGG11-BN (vgg.c) */
+nb_status nb__build_vgg11(nb_model *m, const char *config, nb_rng *rng);
+nb_status nb__build_vgg11_bn(nb_model *m, const char *config, nb_rng *rng);
 typedef struct {
     const char *name, *default_config;
     nb_status (*build)(nb_model *m, const char *config, nb_rng *rng);
@@ -95,6 +98,8 @@ static const nb__zoo_entry zoo[] = {
 
 const char *nb_model_default_config(const char *name)
 {
+    {"vgg11", "in=3,size=224,classes=1000", nb__build_vgg11},       /* vgg.c */
+    {"vgg11_bn", "in=3,size=224,classes=1000", nb__build_vgg11_bn},
     for (size_t i = 0; i < sizeof zoo / sizeof zoo[0]; i++)
         if (name && !strcmp(zoo[i].name, name)) return zoo[i].default_config;
     return NULL;
@@ -106,7 +111,7 @@ nb_status nb_model_build(const char *name, const char *config, nb_rng *rng, nb_m
     const nb__zoo_entry *e = NULL;
     for (size_t i = 0; i < sizeof zoo / sizeof zoo[0]; i++)
         if (name && !strcmp(zoo[i].name, name)) e = &zoo[i];
-    if (!e) return nb__fail(NB_ERR_NOTFOUND, "unknown model '%s' (known: mlp, cnn)", name ? name : "(null)");
+    if (!e) return nb__fail(NB_ERR_NOTFOUND, "unknown model '%s' (known: mlp, cnn, vgg11, vgg11_bn)", name ? name : "(null)");
     if (!config || !*config) config = e->default_config;
     nb_model *m = nb_model_new(name, config);
     if (!m) return NB_ERR_NOMEM;
