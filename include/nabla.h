@@ -14,4 +14,5 @@
 #include "nabla/plot.h"
 #include "nabla/checkpoint.h"
 #include "nabla/summary.h"
+#include "nabla/rnn.h"
 #endif
