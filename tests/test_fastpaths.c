@@ -8,6 +8,8 @@
  *    same gradient added, for every case of the gradient checks of those ops;
  *  - conv2d's AVX-512 paths (direct kernels for one-channel images, row
  *    kernels for im2col/col2im) against the portable im2col loops;
+ *  - conv2d's Winograd path (3x3, stride 1) against im2col, and its AVX-512
+ *    transforms against the portable ones (bit for bit);
  *  - a few training steps of the zoo CNN on 1 and 2 threads, bit for bit. */
 #include "test.h"
 #include "gradcheck.h"
@@ -15,7 +17,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-int nb__conv_use_simd(int on);   /* test hook in src/ops/conv.c */
+int nb__conv_use_simd(int on);   /* test hooks in src/ops/conv.c */
+int nb__conv_use_winograd(int on);
+int nb__wg_use_simd(int on);      /* src/kernels/winograd.c */
 
 #define S(...) NB_SHAPE(__VA_ARGS__)
 
@@ -360,6 +364,92 @@ TEST(conv2d_simd_paths_match_portable)
         free(a);
         free(b);
     }
+}
+
+/* Winograd's sums differ from im2col's by rounding: outputs and gradients
+ * agree to 1e-5 of each part's largest value. The shapes cover odd output
+ * sizes (a last tile row or column half outside), paddings 0, 1 and 2 (the
+ * data gradient then runs with padding 2, 1 and 0), odd channel counts, a
+ * chunk boundary inside a row of tiles (40x40 at 8 + 8 channels: 1024-tile
+ * chunks) and the CNN's second layer. The AVX-512 transforms give the
+ * portable ones' bits. */
+TEST(conv2d_winograd_matches_im2col)
+{
+    const conv_cfg cfgs[] = {
+        {64, 32, 14, 14, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1},
+        {2, 9, 7, 11, 17, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1},
+        {3, 8, 40, 40, 8, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 0},
+        {2, 12, 9, 6, 10, 3, 3, {{1, 1}, {0, 0}, {1, 1}, 1}, 1},
+        {1, 8, 5, 8, 9, 3, 3, {{1, 1}, {2, 2}, {1, 1}, 1}, 0},
+        {2, 16, 3, 3, 8, 3, 3, {{1, 1}, {0, 2}, {1, 1}, 1}, 1},
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        int64_t n1 = 0, n2 = 0, n3 = 0, wi;
+        int old = nb__conv_use_winograd(1);
+        float *a = conv_all(&cfgs[i], &n1);
+        int old_simd = nb__wg_use_simd(0);
+        float *p = conv_all(&cfgs[i], &n3);
+        nb__wg_use_simd(old_simd);
+        nb__conv_use_winograd(0);
+        float *b = conv_all(&cfgs[i], &n2);
+        nb__conv_use_winograd(old);
+        CHECK_MSG(a && b && p && n1 == n2 && n1 == n3, "config %zu: conv failed: %s", i, nb_last_error());
+        if (!a || !b || !p || n1 != n2 || n1 != n3) continue;
+        CHECK_MSG((wi = first_diff(a, p, n1)) < 0, "config %zu: AVX-512 and portable transforms differ at %lld: "
+                  "%.9g vs %.9g", i, (long long)wi, a[wi], p[wi]);
+        const conv_cfg *k = &cfgs[i];
+        const int64_t OH = k->H + 2 * k->o.padding[0] - 2, OW = k->W + 2 * k->o.padding[1] - 2;
+        const int64_t len[4] = {k->N * k->O * OH * OW, k->N * k->C * k->H * k->W, k->O * k->C * 9,
+                                k->bias ? k->O : 0};
+        const char *what[4] = {"y", "dx", "dw", "db"};
+        int64_t at = 0;
+        for (int q = 0; q < 4; at += len[q], q++) {
+            wi = 0;
+            CHECK_MSG(close_all(a + at, b + at, len[q], 1e-5, 0, &wi), "config %zu: %s[%lld]: %.9g vs %.9g", i,
+                      what[q], (long long)wi, a[at + wi], b[at + wi]);
+        }
+        free(a);
+        free(b);
+        free(p);
+    }
+}
+
+/* dX of sum(conv(x) * r) + sum(x * s): the mul's backward runs first and
+ * writes x's gradient, conv2d's then adds into it (Winograd's `add`). */
+static float *conv_dx_added(int64_t *n)
+{
+    nb_ctx *ctx = nb_ctx_new(4);
+    nb_tensor *x = filled(ctx, S(2, 16, 9, 7), 1.0f, 0.0f);
+    nb_tensor *w = filled(ctx, S(16, 16, 3, 3), 0.3f, 0.0f);
+    float *out = NULL;
+    nb_requires_grad(x, 1);
+    nb_tensor *y = nb_conv2d(ctx, x, w, NULL, &(nb_conv2d_opts){.padding = {1, 1}});
+    nb_tensor *r = y ? filled(ctx, 4, y->shape, 1.0f, 0.0f) : NULL;
+    nb_tensor *s = filled(ctx, 4, x->shape, 1.0f, 0.0f);
+    nb_tensor *loss = r && s ? nb_add(ctx, nb_sum(ctx, nb_mul(ctx, y, r), NULL, 0, 0),
+                                      nb_sum(ctx, nb_mul(ctx, x, s), NULL, 0, 0))
+                             : NULL;
+    if (loss && nb_backward(ctx, loss) == NB_OK && (out = malloc((size_t)nb_tensor_numel(x) * sizeof(float)))) {
+        *n = nb_tensor_numel(x);
+        memcpy(out, x->grad, (size_t)*n * sizeof(float));
+    }
+    nb_ctx_free(ctx);
+    return out;
+}
+
+TEST(conv2d_winograd_adds_into_gradient)
+{
+    int64_t n1 = 0, n2 = 0, wi = 0;
+    int old = nb__conv_use_winograd(1);
+    float *a = conv_dx_added(&n1);
+    nb__conv_use_winograd(0);
+    float *b = conv_dx_added(&n2);
+    nb__conv_use_winograd(old);
+    CHECK_MSG(a && b && n1 == n2, "conv failed: %s", nb_last_error());
+    if (a && b && n1 == n2)
+        CHECK_MSG(close_all(a, b, n1, 1e-5, 0, &wi), "dx[%lld]: %.9g vs %.9g", (long long)wi, a[wi], b[wi]);
+    free(a);
+    free(b);
 }
 
 /* ---- the whole CNN ------------------------------------------------------------------- */

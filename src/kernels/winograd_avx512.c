@@ -1,0 +1,157 @@
+/* The Winograd transforms (winograd.h) with AVX-512, 8 tiles of a tile row
+ * at a time: the 4 input rows under them (18 columns) in two vectors each,
+ * transformed down the rows, then permuted into the 4 columns of each tile
+ * and transformed across; the output the same way back, its two column
+ * vectors interleaved into a row. A tile row of a small image holds few
+ * tiles (7 at 14x14), too few for the portable loops' vectorisation along
+ * a row. Measured and not kept: 16 tiles per vector wherever they lie,
+ * with gathers and scatters: 5x slower (gathers are slow on this CPU).
+ * Each lane does the portable loops' operations in their order: the same
+ * bits. */
+#include "winograd.h"
+#include "simd.h"
+
+#ifdef NB_SIMD_AVX512
+#include <immintrin.h>
+
+/* Lanes of the permutes: column 2k + s of the 32 in (lo, hi), k < 8. */
+static __m512i cols(int s)
+{
+    int32_t i[16];
+    for (int k = 0; k < 16; k++) i[k] = k < 8 ? 2 * k + s : 0;
+    return _mm512_loadu_si512(i);
+}
+
+/* 16 floats of row r (n floats) from column c on, 0 outside the row. */
+static inline __m512 row_load(const float *r, int64_t n, int64_t c)
+{
+    const int64_t lo = c < 0 ? -c : 0, hi = n - c < 16 ? n - c : 16;
+    if (hi <= lo) return _mm512_setzero_ps();
+    const __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+    return _mm512_maskz_loadu_ps(m, r + c); /* lanes outside m are not read */
+}
+
+static void input(const nb__wg_geom *g, const float *x, int64_t t0, int64_t t1, float *V, int64_t ch, int64_t vs)
+{
+    const int64_t C = g->C, H = g->H, W = g->W, HW = H * W;
+    const __m512i ie = cols(0), io = cols(1), ie1 = cols(2), io1 = cols(3);
+    /* channel by channel: the rows of a plane are read in order */
+    for (int64_t c = 0; c < C; c++) NB__WG_FOR_ROWS(g, t0, t1, {
+        {
+            const float *plane = x + (n * C + c) * HW;
+            float *v = V + c * ch + tt;
+            /* 8 tiles at a time: padded columns c0 .. c0 + 17 */
+            for (int64_t k = 0; k < m; k += 8) {
+                const int64_t c0 = 2 * (tx0 + k) - g->pw;
+                const __mmask16 st = (__mmask16)((1u << (m - k < 8 ? m - k : 8)) - 1u);
+                __m512 lo[4], hi[4];
+                for (int i = 0; i < 4; i++) {
+                    const int64_t ih = 2 * ty - g->ph + i;
+                    const int in = ih >= 0 && ih < H;
+                    lo[i] = in ? row_load(plane + ih * W, W, c0) : _mm512_setzero_ps();
+                    hi[i] = in ? row_load(plane + ih * W, W, c0 + 16) : _mm512_setzero_ps();
+                }
+                __m512 r[4][2]; /* down the rows: B^T d */
+                for (int h = 0; h < 2; h++) {
+                    const __m512 a0 = h ? hi[0] : lo[0], a1 = h ? hi[1] : lo[1];
+                    const __m512 a2 = h ? hi[2] : lo[2], a3 = h ? hi[3] : lo[3];
+                    r[0][h] = _mm512_sub_ps(a0, a2);
+                    r[1][h] = _mm512_add_ps(a1, a2);
+                    r[2][h] = _mm512_sub_ps(a2, a1);
+                    r[3][h] = _mm512_sub_ps(a1, a3);
+                }
+                for (int i = 0; i < 4; i++) { /* across: columns 2t, 2t+1, 2t+2, 2t+3 */
+                    const __m512 e = _mm512_permutex2var_ps(r[i][0], ie, r[i][1]);
+                    const __m512 o = _mm512_permutex2var_ps(r[i][0], io, r[i][1]);
+                    const __m512 e1 = _mm512_permutex2var_ps(r[i][0], ie1, r[i][1]);
+                    const __m512 o1 = _mm512_permutex2var_ps(r[i][0], io1, r[i][1]);
+                    float *vi = v + 4 * i * vs + k;
+                    _mm512_mask_storeu_ps(vi, st, _mm512_sub_ps(e, e1));
+                    _mm512_mask_storeu_ps(vi + vs, st, _mm512_add_ps(o, e1));
+                    _mm512_mask_storeu_ps(vi + 2 * vs, st, _mm512_sub_ps(e1, o));
+                    _mm512_mask_storeu_ps(vi + 3 * vs, st, _mm512_sub_ps(o, o1));
+                }
+            }
+        }
+    });
+}
+
+static void output(const nb__wg_geom *g, const float *M, int64_t ch, int64_t ms, int64_t t0, int64_t t1,
+                   const float *bias, int add, float *y)
+{
+    const int64_t O = g->O, OW = g->OW, OHW = g->OH * OW;
+    int32_t il[16];
+    for (int k = 0; k < 16; k++) il[k] = k / 2 + (k % 2) * 16; /* interleave two vectors' first 8 lanes */
+    const __m512i inter = _mm512_loadu_si512(il);
+    for (int64_t o = 0; o < O; o++) NB__WG_FOR_ROWS(g, t0, t1, {
+        const int two = 2 * ty + 1 < g->OH;
+        {
+            const float *mo = M + o * ch + tt;
+            float *yr = y + (n * O + o) * OHW + 2 * ty * OW;
+            const __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+            for (int64_t k = 0; k < m; k += 8) {
+                const __mmask16 ld = (__mmask16)((1u << (m - k < 8 ? m - k : 8)) - 1u);
+                const int64_t ow = 2 * (tx0 + k), left = 2 * (m - k) < 16 ? 2 * (m - k) : 16;
+                const int64_t nw = OW - ow < left ? OW - ow : left; /* this segment's columns only */
+                const __mmask16 st = (__mmask16)((1u << nw) - 1u);
+                __m512 s[2][4];
+                for (int j = 0; j < 4; j++) { /* down: A^T m */
+                    const __m512 m0 = _mm512_maskz_loadu_ps(ld, mo + j * ms + k);
+                    const __m512 m1 = _mm512_maskz_loadu_ps(ld, mo + (4 + j) * ms + k);
+                    const __m512 m2 = _mm512_maskz_loadu_ps(ld, mo + (8 + j) * ms + k);
+                    const __m512 m3 = _mm512_maskz_loadu_ps(ld, mo + (12 + j) * ms + k);
+                    s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                    s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+                }
+                for (int i = 0; i < 1 + two; i++) { /* across: (A^T m) A, then columns interleaved */
+                    const __m512 v0 = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]);
+                    const __m512 v1 = _mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]);
+                    __m512 v = _mm512_permutex2var_ps(v0, inter, v1);
+                    float *d = yr + i * OW + ow;
+                    v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(st, d), v) : _mm512_add_ps(v, b);
+                    _mm512_mask_storeu_ps(d, st, v);
+                }
+            }
+        }
+    });
+}
+
+static void grad(const nb__wg_geom *g, const float *dy, int64_t t0, int64_t t1, float *dM, int64_t ch, int64_t ms)
+{
+    const int64_t O = g->O, OW = g->OW, OHW = g->OH * OW;
+    const __m512i ie = cols(0), io = cols(1);
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t o = 0; o < O; o++) NB__WG_FOR_ROWS(g, t0, t1, {
+        const int two = 2 * ty + 1 < g->OH;
+        const float *yr = dy + (n * O + o) * OHW + 2 * ty * OW;
+        float *d = dM + o * ch + tt;
+        for (int64_t k = 0; k < m; k += 8) {
+            const __mmask16 st = (__mmask16)((1u << (m - k < 8 ? m - k : 8)) - 1u);
+            const int64_t ow = 2 * (tx0 + k), left = 2 * (m - k) < 16 ? 2 * (m - k) : 16;
+            const int64_t nw = OW - ow < left ? OW - ow : left;
+            const __mmask16 ld = (__mmask16)((1u << nw) - 1u);
+            const __m512 y0 = _mm512_maskz_loadu_ps(ld, yr + ow);
+            const __m512 y1 = two ? _mm512_maskz_loadu_ps(ld, yr + OW + ow) : _mm512_setzero_ps();
+            const __m512 d00 = _mm512_permutexvar_ps(ie, y0), d01 = _mm512_permutexvar_ps(io, y0);
+            const __m512 d10 = _mm512_permutexvar_ps(ie, y1), d11 = _mm512_permutexvar_ps(io, y1);
+            const __m512 r[4][2] = {{d00, d01},
+                                    {_mm512_add_ps(d00, d10), _mm512_add_ps(d01, d11)},
+                                    {_mm512_sub_ps(d00, d10), _mm512_sub_ps(d01, d11)},
+                                    {_mm512_xor_ps(d10, sign), _mm512_xor_ps(d11, sign)}};
+            for (int i = 0; i < 4; i++) {
+                float *di = d + 4 * i * ms + k;
+                _mm512_mask_storeu_ps(di, st, r[i][0]);
+                _mm512_mask_storeu_ps(di + ms, st, _mm512_add_ps(r[i][0], r[i][1]));
+                _mm512_mask_storeu_ps(di + 2 * ms, st, _mm512_sub_ps(r[i][0], r[i][1]));
+                _mm512_mask_storeu_ps(di + 3 * ms, st, _mm512_xor_ps(r[i][1], sign));
+            }
+        }
+    });
+}
+
+const nb__wg_kernels nb__wg_avx512 = {input, output, grad};
+
+#else
+/* Not built for AVX-512: never selected. */
+const nb__wg_kernels nb__wg_avx512 = {0, 0, 0};
+#endif
