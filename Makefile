@@ -14,6 +14,14 @@ CFLAGS += -DNB_OPENBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread
 LDLIBS += -lopenblas
 endif
 
+# Data parallelism (src/dist, nabla/dist.h) over Open MPI: on when mpicc is
+# found (MPI=0 turns it off, MPI=1 insists). Only src/dist/*.c see MPI's
+# headers; without MPI they build stubs that report "built without MPI".
+# Deferred (=) so that `make test` sees MPI once `deps` has installed it.
+MPI ?= $(if $(shell mpicc --showme:version 2>/dev/null),1,0)
+$(BUILD)/src/dist/%.o: override CFLAGS += $(if $(filter 1,$(MPI)),-DNB_MPI $(shell mpicc --showme:compile))
+override LDLIBS += $(if $(filter 1,$(MPI)),$(shell mpicc --showme:link))
+
 LIB_SRC   := $(sort $(wildcard src/*/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC   := $(sort $(wildcard tools/*.c))

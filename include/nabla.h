@@ -14,5 +14,6 @@
 #include "nabla/plot.h"
 #include "nabla/checkpoint.h"
 #include "nabla/summary.h"
+#include "nabla/dist.h"
 #include "nabla/rnn.h"
 #endif

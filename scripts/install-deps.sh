@@ -9,6 +9,10 @@
 set -eu
 
 PKGS="build-essential make zlib1g-dev libpng-dev dataset-fashion-mnist clang libclang-rt-dev libomp-dev"
+# Open MPI: data-parallel training (src/dist, nabla train --distributed) and its tests.
+PKGS="$PKGS libopenmpi-dev openmpi-bin"
+# Text corpora of nabla textgen: 唐诗三百首 (tang300) and more Chinese, and English fortunes.
+PKGS="$PKGS fortunes-zh fortunes"
 [ "${1:-}" = "--peer" ] && PKGS="$PKGS python3-torch python3-numpy"
 
 missing=""

@@ -1,5 +1,6 @@
 /* nabla train — train a model of the zoo on Fashion-MNIST. */
 #include "cli.h"
+#include "train_dist.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -9,13 +10,18 @@
 const cli_cmd cli_train_cmd = {
     "train",
     "train a model on Fashion-MNIST and report test accuracy",
-    "[--model mlp|cnn] [--optim NAME] [--epochs N] [--batch B] [--lr LR] [--seed S]\n"
+    "[--model mlp|cnn|vgg11|vgg11_bn] [--augment crop:P,flip] [--optim NAME] [--epochs N] [--batch B] [--lr LR] [--seed S]\n"
     "                   [--threads T] [--out FILE.safetensors] [--metrics FILE.jsonl] [options]",
     "The optimizer defaults to momentum (SGD, momentum 0.9) for mlp and adam for\n"
     "cnn; --lr defaults to the optimizer's: sgd 0.1, momentum 0.05, rmsprop 1e-3,\n"
     "adagrad 1e-2, adam 1e-3, adamw 1e-3 (torch.optim's formulas and other defaults;\n"
     "--momentum applies to sgd, momentum and rmsprop, --weight-decay to all: L2 in\n"
     "the gradient, decoupled for adamw).\n"
+    "vgg11 and vgg11_bn take Fashion-MNIST zero-padded to 32x32 by default (config\n"
+    "in=1,size=28,pad_to=32,classes=10; see nabla summary vgg11 --config ...).\n"
+    "--augment crop:P,flip crops each training image at a random shift of up to P\n"
+    "pixels (zero-padded, torchvision RandomCrop(padding=P)) and flips half of them\n"
+    "left-right; the choices follow --seed and resume exactly.\n"
     "Each epoch prints train loss, test loss, test accuracy and training images per\n"
     "second (evaluation excluded).\n\n"
     "--schedule sets the learning rate of each epoch as torch.optim.lr_scheduler,\n"
@@ -39,17 +45,26 @@ const cli_cmd cli_train_cmd = {
     "rounding of sums.\n"
     "--metrics gets one JSON object per\n"
     "epoch: epoch, train_loss, test_loss, test_acc, img_per_s, seconds (the epoch's\n"
-    "wall time: training, evaluation and saving).\n",
+    "wall time: training, evaluation and saving).\n\n"
+    "--distributed trains on every rank of an MPI job, e.g. mpirun -np 4 nabla train\n"
+    "--distributed --threads 1: each rank takes its share of every --batch images\n"
+    "and the ranks average their gradients, so the steps are those of one process\n"
+    "with that batch (up to rounding; BatchNorm uses each rank's share). Rank 0\n"
+    "prints and writes --out, --metrics and --checkpoint; every rank reads the data\n"
+    "and --resume. A rank that fails or dies ends the whole job with exit code 1.\n",
 };
 
 typedef struct {
-    const char *model, *config, *out, *metrics, *data, *schedule, *optim, *checkpoint, *resume;
+    const char *model, *config, *out, *metrics, *data, *schedule, *optim, *checkpoint, *resume, *augment;
+    nb_augment aug;                   /* parsed --augment */
     int epochs, threads, quiet, skip_nonfinite;
     int64_t batch, limit_train, checkpoint_every, max_steps;
     float lr, momentum, weight_decay; /* NaN: the optimizer's default */
     float clip_norm, clip_value;      /* 0: off */
     nb_schedule_opts sched;
     uint64_t seed;
+    int distributed;
+    nb_dist *dist; /* the MPI job of --distributed (train_dist.c), else NULL */
 } train_opts;
 
 /* Where a run stands: what a checkpoint adds to the objects' own state. */
@@ -60,6 +75,10 @@ typedef struct {
     double  loss_sum;       /* this epoch so far: sum of loss * batch size */
     int64_t seen;           /* images this epoch so far */
 } progress;
+
+/* VGG11 on Fashion-MNIST: 28x28 grey images zero-padded to 32x32 (five
+ * halvings leave 1x1), 10 classes. */
+#define VGG_FASHION_CONFIG "in=1,size=28,pad_to=32,classes=10"
 
 typedef struct {
     const train_opts *a;
@@ -96,7 +115,8 @@ static int save_checkpoint(const trainer *t)
                           "train.loss_sum", loss_sum,   "train.seen",    seen,       "train.optim",   a->optim,
                           "train.batch", batch,         "train.seed",    seed,       "train.limit_train", limit,
                           "train.epochs", epochs,       "train.clip_norm", clip_norm, "train.clip_value", clip_value,
-                          "train.skip_nonfinite", a->skip_nonfinite ? "1" : "0"};
+                          "train.skip_nonfinite", a->skip_nonfinite ? "1" : "0",
+                          "train.augment", a->augment ? a->augment : ""};
     nb_checkpoint c = {t->m, t->o, t->sched, nb_ctx_rng(t->ctx), t->l};
     if (nb_checkpoint_save(a->checkpoint, &c, meta, (int)(sizeof meta / sizeof meta[0]) / 2) != NB_OK)
         return cli_lib_error();
@@ -109,7 +129,7 @@ static int resume_settings(train_opts *a, int epochs_given)
     nb_safetensors *f = NULL;
     if (nb_checkpoint_open_meta(a->resume, &f) != NB_OK) return cli_lib_error();
     const char *v;
-    static char model[64], config[256], optim[32], schedule[1024];
+    static char model[64], config[256], optim[32], schedule[1024], augment[64];
     int bad = 0;
 #define META(key) ((v = nb_safetensors_meta(f, key)) ? v : (bad = 1, "0"))
     snprintf(model, sizeof model, "%s", META("model"));
@@ -124,9 +144,13 @@ static int resume_settings(train_opts *a, int epochs_given)
     a->clip_norm = (float)strtod(META("train.clip_norm"), NULL);
     a->clip_value = (float)strtod(META("train.clip_value"), NULL);
     a->skip_nonfinite = a->skip_nonfinite || !strcmp(META("train.skip_nonfinite"), "1");
+    /* checkpoints written before --augment existed have no key: none */
+    snprintf(augment, sizeof augment, "%s", (v = nb_safetensors_meta(f, "train.augment")) ? v : "");
+    a->augment = augment;
 #undef META
     nb_optim_opts probe;
     if (bad || a->batch < 1 || a->epochs < 1 || cli_optim_opts(a->optim, &probe) ||
+        nb_augment_parse(a->augment, &a->aug) != NB_OK ||
         nb_schedule_parse(a->schedule, a->epochs, &a->sched) != NB_OK) {
         nb_safetensors_free(f);
         return cli_fail("--resume %s: the checkpoint was not written by nabla train, or is damaged", a->resume);
@@ -160,6 +184,20 @@ static int resume_progress(trainer *t)
 
 enum { EPOCH_DONE = 0, EPOCH_STOPPED = -1 }; /* or CLI_FAIL */
 
+/* The mean loss of batch b and, when it is finite, its gradient in the
+ * model's buffer (a train_grad_fn of train_dist.h; arg is the trainer). */
+static nb_status loss_and_grad(void *arg, const nb_batch *b, float *v)
+{
+    trainer *t = arg;
+    nb_tensor *loss = nb_cross_entropy(t->ctx, nb_model_forward(t->m, t->ctx, b->x), b->y, NULL, -100,
+                                       NB_REDUCTION_MEAN);
+    if (!loss) return nb_ctx_status(t->ctx) ? nb_ctx_status(t->ctx) : NB_ERR_STATE;
+    *v = nb_tensor_item(loss);
+    if (!isfinite(*v)) return NB_ERR_NONFINITE;
+    nb_model_zero_grad(t->m);
+    return nb_backward(t->ctx, loss);
+}
+
 /* Train until the end of the epoch (from wherever the loader stands), or
  * until --max-steps. A non-finite loss or gradient fails the run, naming the
  * step, or with --skip-nonfinite skips that update. */
@@ -178,28 +216,21 @@ static int train_epoch(trainer *t, double *train_s)
         }
         nb_ctx_reset(t->ctx);
         nb_batch b;
-        if (nb_loader_next(t->l, t->ctx, &b) != NB_OK) {
+        if (nb_loader_next_augmented(t->l, &a->aug, t->ctx, &b) != NB_OK) {
             rc = cli_lib_error();
             break;
         }
         if (!b.n) break;
         t->p.step++;
         done++;
-        nb_tensor *loss = nb_cross_entropy(t->ctx, nb_model_forward(t->m, t->ctx, b.x), b.y, NULL, -100,
-                                           NB_REDUCTION_MEAN);
-        if (!loss) {
+        float v = NAN;
+        nb_status s = a->dist ? train_dist_grad(a->dist, t->m, t->ctx, &b, loss_and_grad, t, &v)
+                              : loss_and_grad(t, &b, &v);
+        if (s != NB_OK && s != NB_ERR_NONFINITE) {
             rc = cli_lib_error();
             break;
         }
-        float v = nb_tensor_item(loss);
-        nb_status s = NB_ERR_NONFINITE;
-        if (isfinite(v)) {
-            nb_model_zero_grad(t->m);
-            if (nb_backward(t->ctx, loss) != NB_OK) {
-                rc = cli_lib_error();
-                break;
-            }
-            s = NB_OK;
+        if (s == NB_OK) {
             if (a->clip_value > 0) s = nb_clip_grad_value(t->m, a->clip_value);
             if (!s && a->clip_norm > 0) s = nb_clip_grad_norm(t->m, a->clip_norm, 2.0, 0, NULL);
             if (!s) s = nb_optim_step(t->o); /* refuses non-finite gradients, changing nothing */
@@ -258,6 +289,7 @@ static int setup(trainer *t, const nb_dataset *train)
         if (nb_checkpoint_load(a->resume, &c) != NB_OK) return cli_lib_error();
         if (resume_progress(t)) return CLI_FAIL;
     }
+    if (a->dist && train_dist_setup(a->dist, t->m, nb_ctx_rng(t->ctx))) return CLI_FAIL;
     return 0;
 }
 
@@ -273,10 +305,12 @@ static void print_header(const trainer *t, const nb_dataset *train, const nb_dat
     printf("batch %lld, %s (%s) lr %g (%s)", (long long)a->batch, a->optim, t->o->name, t->sched->base_lrs[0],
            a->schedule);
     if (g.kind == NB_OPTIM_SGD || g.kind == NB_OPTIM_RMSPROP) printf(" momentum %g", g.momentum);
+    if (a->augment && *a->augment) printf(" augment %s,", a->augment);
     printf(" weight decay %g, seed %llu, %d threads, gemm %s\n", g.weight_decay, (unsigned long long)a->seed,
            nb_get_threads(), nb_gemm_isa());
     if (a->resume)
         printf("resuming from %s at epoch %d, step %lld\n", a->resume, t->p.epoch, (long long)t->p.step);
+    if (a->dist) train_dist_print_header(a->dist, t->m, a->batch);
     fflush(stdout);
 }
 
@@ -318,7 +352,8 @@ static int run(const train_opts *a)
         if (r) goto done;
         double train_loss = t.p.seen ? t.p.loss_sum / (double)t.p.seen : 0;
         int64_t images = t.p.seen;
-        if (cli_evaluate(t.m, t.ctx, test, &test_loss, &test_acc) != NB_OK) {
+        if ((a->dist ? train_dist_evaluate(a->dist, t.m, t.ctx, test, &test_loss, &test_acc)
+                     : cli_evaluate(t.m, t.ctx, test, &test_loss, &test_acc)) != NB_OK) {
             cli_lib_error();
             goto done;
         }
@@ -370,6 +405,7 @@ static int run(const train_opts *a)
         printf("test_acc %.4f after %d epochs (%.1f s)", test_acc, a->epochs, cli_now() - t_start);
         if (a->out) printf("; weights in %s", a->out);
         putchar('\n');
+        if (a->dist) train_dist_print_traffic(a->dist);
     }
     rc = CLI_OK;
 done:
@@ -382,6 +418,17 @@ done:
     nb_dataset_free(train);
     nb_dataset_free(test);
     return rc;
+}
+
+/* --distributed: every rank of the MPI job runs the training; rank 0 alone
+ * prints and writes files. The ranks leave the job together. */
+static int run_ranks(train_opts *a)
+{
+    if (!a->distributed) return run(a);
+    int rc = train_dist_start(&a->dist);
+    if (rc) return rc;
+    if (nb_dist_rank(a->dist) != 0) a->quiet = 1, a->out = a->metrics = a->checkpoint = NULL;
+    return train_dist_finish(a->dist, run(a));
 }
 
 /* Was option --name on the command line? */
@@ -399,8 +446,9 @@ int cmd_train(int argc, char **argv)
         .schedule = "cosine",
     };
     cli_opt opts[] = {
-        {"model", CLI_STR, &a.model, 0, 0, "NAME", "model of the zoo: mlp or cnn", 0},
-        {"config", CLI_STR, &a.config, 0, 0, "CFG", "model configuration (mlp: layer sizes, default 784,256,128,100,10)", 0},
+        {"model", CLI_STR, &a.model, 0, 0, "NAME", "model of the zoo: mlp, cnn, vgg11 or vgg11_bn", 0},
+        {"config", CLI_STR, &a.config, 0, 0, "CFG", "model configuration (mlp: layer sizes, default 784,256,128,100,10; vgg11: key=value pairs, see include/nabla/nn.h)", 0},
+        {"augment", CLI_STR, &a.augment, 0, 0, "SPEC", "augment the training images: crop:PADDING, flip or both (crop:4,flip)", 0},
         {"epochs", CLI_INT, &a.epochs, 1, 100000, "N", "passes over the training set", 0},
         {"batch", CLI_I64, &a.batch, 1, 60000, "B", "mini-batch size", 0},
         {"optim", CLI_STR, &a.optim, 0, 0, "NAME", "optimizer: " CLI_OPTIM_NAMES " (default: momentum for mlp, adam for cnn)", 0},
@@ -422,6 +470,7 @@ int cmd_train(int argc, char **argv)
         {"limit-train", CLI_I64, &a.limit_train, 0, 1e12, "N", "use only the first N training images, 0 = all", 0},
         {"data", CLI_STR, &a.data, 0, 0, "DIR", "Fashion-MNIST directory", 0},
         {"quiet", CLI_FLAG, &a.quiet, 0, 0, NULL, "print nothing but errors", 0},
+        {"distributed", CLI_FLAG, &a.distributed, 0, 0, NULL, "train on every rank of an mpirun job (see below)", 0},
     };
     int n = (int)(sizeof opts / sizeof opts[0]);
     a.data = nb_fashion_mnist_default_dir();
@@ -431,20 +480,24 @@ int cmd_train(int argc, char **argv)
         return cli_usage_error("train", "--checkpoint-every needs --checkpoint FILE");
     if (a.resume) {
         static const char *const fixed[] = {"model", "config", "batch", "optim", "lr", "schedule", "momentum",
-                                            "weight-decay", "clip-grad-norm", "clip-grad-value", "seed", "limit-train"};
+                                            "weight-decay", "clip-grad-norm", "clip-grad-value", "seed", "limit-train",
+                                            "augment"};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
             if (given(opts, n, fixed[i]))
                 return cli_usage_error("train", "--%s cannot be combined with --resume: the checkpoint holds the run's settings",
                                        fixed[i]);
-        return resume_settings(&a, given(opts, n, "epochs")) ? CLI_FAIL : run(&a);
+        return resume_settings(&a, given(opts, n, "epochs")) ? CLI_FAIL : run_ranks(&a);
     }
     if (!nb_model_default_config(a.model))
-        return cli_usage_error("train", "unknown model '%s' (known: mlp, cnn)", a.model);
+        return cli_usage_error("train", "unknown model '%s' (known: mlp, cnn, vgg11, vgg11_bn)", a.model);
+    if (nb_augment_parse(a.augment, &a.aug) != NB_OK)
+        return cli_usage_error("train", "option --augment: %s", nb_last_error());
+    if (!a.config && !strncmp(a.model, "vgg11", 5)) a.config = VGG_FASHION_CONFIG;
     if (nb_schedule_parse(a.schedule, a.epochs, &a.sched) != NB_OK)
         return cli_usage_error("train", "option --schedule: %s", nb_last_error());
     if (!a.optim) a.optim = strcmp(a.model, "cnn") ? "momentum" : "adam";
     nb_optim_opts probe;
     if (cli_optim_opts(a.optim, &probe))
         return cli_usage_error("train", "option --optim: unknown optimizer '%s' (known: %s)", a.optim, CLI_OPTIM_NAMES);
-    return run(&a);
+    return run_ranks(&a);
 }
