@@ -16,4 +16,5 @@
 #include "nabla/summary.h"
 #include "nabla/dist.h"
 #include "nabla/rnn.h"
+#include "nabla/gan.h"
 #endif

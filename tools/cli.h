@@ -108,5 +108,7 @@ extern const cli_cmd cli_compare_cmd;
 int cmd_inspect(int argc, char **argv); /* tools/inspect.c */
 int cmd_run(int argc, char **argv);     /* tools/run.c */
 extern const cli_cmd cli_inspect_cmd, cli_run_cmd;
+int cmd_gan(int argc, char **argv);     /* tools/gan.c */
+extern const cli_cmd cli_gan_cmd;
 
 #endif

@@ -21,6 +21,7 @@ static const command commands[] = {
     {&cli_compare_cmd, cmd_compare, NULL},
     {&cli_inspect_cmd, cmd_inspect, NULL},
     {&cli_run_cmd, cmd_run, NULL},
+    {&cli_gan_cmd, cmd_gan, NULL},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 
