@@ -34,30 +34,35 @@ rows=()     # name|nabla value unit|peer label|peer value unit|nabla RSS|peer RS
 vgg_lines=()
 status=0
 shopt -s nullglob
-for bin in "$BUILD"/bench/*; do
-    [ -f "$bin" ] && [ -x "$bin" ] || continue
-    name=$(basename "$bin")
+# bench_one NAME BIN [ARGS...]: run BIN ARGS, then its peer with the same ARGS.
+bench_one() {
+    local name=$1 bin=$2
+    shift 2
     echo "== $name"
-    envs=()
+    local envs=()
     [ "$name" = bench_gemm ] && envs=(OPENBLAS_CORETYPE=SkylakeX)
-    out=$(env "${envs[@]}" "$bin") || { echo "$name failed" >&2; status=1; continue; }
+    local out
+    out=$(env "${envs[@]}" "$bin" "$@") || { echo "$name failed" >&2; status=1; return; }
     echo "$out"
     # VGG11 measures two sizes and two passes: its per-size lines go under the table
     [ "$name" = bench_vgg ] && vgg_lines+=("$(printf '%s\n' "$out" | grep ' ms/img')")
+    local res rss inpeer
     res=$(printf '%s\n' "$out" | result_of)
     rss=$(printf '%s\n' "$out" | rss_of)
     inpeer=$(printf '%s\n' "$out" | peer_of)
-    if [ -n "$inpeer" ]; then rows+=("$name|$res|$inpeer||"); continue; fi
-    # the peer: bench/torch_X.py, or the shared training peer for zoo models
-    peer=("bench/torch_${name#bench_}.py")
-    case "$name" in bench_mlp|bench_cnn) peer=(bench/torch_train.py --model "${name#bench_}") ;; esac
-    [ -f "${peer[0]}" ] || { rows+=("$name|$res|||$rss|"); continue; }
+    if [ -n "$inpeer" ]; then rows+=("$name|$res|$inpeer||"); return; fi
+    # the peer: bench/torch_X.py with the same arguments, or the shared
+    # training peer for zoo models
+    local base=${bin##*/}
+    local peer=("bench/torch_${base#bench_}.py" "$@")
+    case "$base" in bench_mlp|bench_cnn) peer=(bench/torch_train.py --model "${base#bench_}") ;; esac
+    [ -f "${peer[0]}" ] || { rows+=("$name|$res|||$rss|"); return; }
     if [ "$have_torch" = 0 ]; then
         echo "PyTorch not installed; skipping peer (${peer[*]} needs python3-torch: scripts/install-deps.sh --peer)"
         rows+=("$name|$res|not installed||$rss|")
-        continue
+        return
     fi
-    label="PyTorch"
+    local label="PyTorch" pout
     [ "$openblas_env" = 1 ] && label="PyTorch (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset})"
     echo "== ${peer[*]} ($label)"
     pout=$("$PY" "${peer[@]}") && echo "$pout" && { [ "$name" != bench_vgg ] || vgg_lines+=("$(printf '%s\n' "$pout" | grep ' ms/img')"); } &&
@@ -68,7 +73,21 @@ for bin in "$BUILD"/bench/*; do
         pout=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" "${peer[@]}") && echo "$pout" &&
             rows+=("$name|$res|$label|$(printf '%s\n' "$pout" | result_of)|$rss|$(printf '%s\n' "$pout" | rss_of)")
     fi
+}
+
+for bin in "$BUILD"/bench/*; do
+    [ -f "$bin" ] && [ -x "$bin" ] || continue
+    name=$(basename "$bin")
+    case "$name" in
+    # the LSTM benchmark has two models: rows of an image and a character model
+    bench_lstm) for m in rows char; do bench_one "bench_lstm_$m" "$bin" --model "$m"; done ;;
+    *) bench_one "$name" "$bin" ;;
+    esac
 done
+
+# data parallelism over MPI: 1 and 2 ranks (skips itself without MPI)
+echo "== bench_dist"
+bench/bench_dist.sh "$BUILD" || status=1
 
 echo
 # a / b as "1.23x", or "-"
