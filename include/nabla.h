@@ -16,5 +16,6 @@
 #include "nabla/summary.h"
 #include "nabla/dist.h"
 #include "nabla/rnn.h"
+#include "nabla/seq.h"
 #include "nabla/gan.h"
 #endif

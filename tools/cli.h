@@ -108,6 +108,9 @@ extern const cli_cmd cli_compare_cmd;
 int cmd_inspect(int argc, char **argv); /* tools/inspect.c */
 int cmd_run(int argc, char **argv);     /* tools/run.c */
 extern const cli_cmd cli_inspect_cmd, cli_run_cmd;
+int cmd_adding(int argc, char **argv);  /* tools/adding.c */
+int cmd_textgen(int argc, char **argv); /* tools/textgen.c */
+extern const cli_cmd cli_adding_cmd, cli_textgen_cmd;
 int cmd_gan(int argc, char **argv);     /* tools/gan.c */
 extern const cli_cmd cli_gan_cmd;
 

@@ -21,6 +21,8 @@ static const command commands[] = {
     {&cli_compare_cmd, cmd_compare, NULL},
     {&cli_inspect_cmd, cmd_inspect, NULL},
     {&cli_run_cmd, cmd_run, NULL},
+    {&cli_adding_cmd, cmd_adding, NULL},
+    {&cli_textgen_cmd, cmd_textgen, NULL},
     {&cli_gan_cmd, cmd_gan, NULL},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
@@ -81,6 +83,6 @@ int main(int argc, char **argv)
     }
     if (a[0] == '-') return cli_usage_error(NULL, "unknown option '%s'", a);
     const command *c = find(a);
-    if (!c) return cli_usage_error(NULL, "unknown command '%s' (commands: train, eval, predict, summary, rf, compare, inspect, run)", a);
+    if (!c) return cli_usage_error(NULL, "unknown command '%s' (commands: train, eval, predict, summary, rf, compare, inspect, run, adding, textgen)", a);
     return c->run(argc - 1, argv + 1);
 }

@@ -86,6 +86,10 @@ static nb_status build_cnn(nb_model *m, const char *config, nb_rng *rng)
 /* VGG11 and VGG11-BN (vgg.c) */
 nb_status nb__build_vgg11(nb_model *m, const char *config, nb_rng *rng);
 nb_status nb__build_vgg11_bn(nb_model *m, const char *config, nb_rng *rng);
+/* the recurrent models (seq.c, nabla/seq.h) */
+nb_status nb__build_seq_classifier(nb_model *m, const char *config, nb_rng *rng);
+nb_status nb__build_charlm(nb_model *m, const char *config, nb_rng *rng);
+
 typedef struct {
     const char *name, *default_config;
     nb_status (*build)(nb_model *m, const char *config, nb_rng *rng);
@@ -94,12 +98,14 @@ typedef struct {
 static const nb__zoo_entry zoo[] = {
     {"mlp", "784,256,128,100,10", build_mlp},
     {"cnn", "1,28,28,32,64,128,10", build_cnn},
+    {"vgg11", "in=3,size=224,classes=1000", nb__build_vgg11},       /* vgg.c */
+    {"vgg11_bn", "in=3,size=224,classes=1000", nb__build_vgg11_bn},
+    {"lstm", "28,28,128,10,lstm", nb__build_seq_classifier},         /* seq.c */
+    {"charlm", "96,64,256,2,lstm", nb__build_charlm},
 };
 
 const char *nb_model_default_config(const char *name)
 {
-    {"vgg11", "in=3,size=224,classes=1000", nb__build_vgg11},       /* vgg.c */
-    {"vgg11_bn", "in=3,size=224,classes=1000", nb__build_vgg11_bn},
     for (size_t i = 0; i < sizeof zoo / sizeof zoo[0]; i++)
         if (name && !strcmp(zoo[i].name, name)) return zoo[i].default_config;
     return NULL;
