@@ -10,10 +10,10 @@
 const cli_cmd cli_train_cmd = {
     "train",
     "train a model on Fashion-MNIST and report test accuracy",
-    "[--model mlp|cnn|vgg11|vgg11_bn] [--augment crop:P,flip] [--optim NAME] [--epochs N] [--batch B] [--lr LR] [--seed S]\n"
+    "[--model mlp|cnn|vgg11|vgg11_bn|lstm] [--augment crop:P,flip] [--optim NAME] [--epochs N] [--batch B] [--lr LR] [--seed S]\n"
     "                   [--threads T] [--out FILE.safetensors] [--metrics FILE.jsonl] [options]",
-    "The optimizer defaults to momentum (SGD, momentum 0.9) for mlp and adam for\n"
-    "cnn; --lr defaults to the optimizer's: sgd 0.1, momentum 0.05, rmsprop 1e-3,\n"
+    "The optimizer defaults to adam for cnn and lstm and to momentum (SGD, momentum\n"
+    "0.9) for the others; --lr defaults to the optimizer's: sgd 0.1, momentum 0.05, rmsprop 1e-3,\n"
     "adagrad 1e-2, adam 1e-3, adamw 1e-3 (torch.optim's formulas and other defaults;\n"
     "--momentum applies to sgd, momentum and rmsprop, --weight-decay to all: L2 in\n"
     "the gradient, decoupled for adamw).\n"
@@ -446,12 +446,12 @@ int cmd_train(int argc, char **argv)
         .schedule = "cosine",
     };
     cli_opt opts[] = {
-        {"model", CLI_STR, &a.model, 0, 0, "NAME", "model of the zoo: mlp, cnn, vgg11 or vgg11_bn", 0},
+        {"model", CLI_STR, &a.model, 0, 0, "NAME", "model of the zoo: mlp, cnn, vgg11, vgg11_bn or lstm", 0},
         {"config", CLI_STR, &a.config, 0, 0, "CFG", "model configuration (mlp: layer sizes, default 784,256,128,100,10; vgg11: key=value pairs, see include/nabla/nn.h)", 0},
         {"augment", CLI_STR, &a.augment, 0, 0, "SPEC", "augment the training images: crop:PADDING, flip or both (crop:4,flip)", 0},
         {"epochs", CLI_INT, &a.epochs, 1, 100000, "N", "passes over the training set", 0},
         {"batch", CLI_I64, &a.batch, 1, 60000, "B", "mini-batch size", 0},
-        {"optim", CLI_STR, &a.optim, 0, 0, "NAME", "optimizer: " CLI_OPTIM_NAMES " (default: momentum for mlp, adam for cnn)", 0},
+        {"optim", CLI_STR, &a.optim, 0, 0, "NAME", "optimizer: " CLI_OPTIM_NAMES " (default: adam for cnn and lstm, else momentum)", 0},
         {"lr", CLI_FLOAT, &a.lr, 0, 1e30, "LR", "learning rate (default: the optimizer's)", 0},
         {"schedule", CLI_STR, &a.schedule, 0, 0, "SPEC", "learning rate per epoch (see below)", 0},
         {"momentum", CLI_FLOAT, &a.momentum, 0, 1, "M", "momentum of sgd, momentum (default 0.9) and rmsprop", 0},
@@ -488,14 +488,16 @@ int cmd_train(int argc, char **argv)
                                        fixed[i]);
         return resume_settings(&a, given(opts, n, "epochs")) ? CLI_FAIL : run_ranks(&a);
     }
+    if (!strcmp(a.model, "charlm"))
+        return cli_usage_error("train", "the character model charlm trains on text: use nabla textgen train");
     if (!nb_model_default_config(a.model))
-        return cli_usage_error("train", "unknown model '%s' (known: mlp, cnn, vgg11, vgg11_bn)", a.model);
+        return cli_usage_error("train", "unknown model '%s' (known: mlp, cnn, vgg11, vgg11_bn, lstm)", a.model);
     if (nb_augment_parse(a.augment, &a.aug) != NB_OK)
         return cli_usage_error("train", "option --augment: %s", nb_last_error());
     if (!a.config && !strncmp(a.model, "vgg11", 5)) a.config = VGG_FASHION_CONFIG;
     if (nb_schedule_parse(a.schedule, a.epochs, &a.sched) != NB_OK)
         return cli_usage_error("train", "option --schedule: %s", nb_last_error());
-    if (!a.optim) a.optim = strcmp(a.model, "cnn") ? "momentum" : "adam";
+    if (!a.optim) a.optim = !strcmp(a.model, "cnn") || !strcmp(a.model, "lstm") ? "adam" : "momentum";
     nb_optim_opts probe;
     if (cli_optim_opts(a.optim, &probe))
         return cli_usage_error("train", "option --optim: unknown optimizer '%s' (known: %s)", a.optim, CLI_OPTIM_NAMES);

@@ -203,6 +203,8 @@ float nb_init_gain(const char *nonlinearity, float param);
 nb_status  nb_model_build(const char *name, const char *config, nb_rng *rng, nb_model **out);
 /* The default configuration of a model name (NULL if unknown). */
 const char *nb_model_default_config(const char *name);
+/* The zoo's model names in order: nb_model_name(0), ... until NULL. */
+const char *nb_model_name(int i);
 
 /* ---- VGG11 and ZeroPad2d (the notes §16) -----------------------------------
  * torch.nn.ZeroPad2d((left, right, top, bottom)): nb_pad2d as a module (no

@@ -104,6 +104,20 @@ static const nb__zoo_entry zoo[] = {
     {"charlm", "96,64,256,2,lstm", nb__build_charlm},
 };
 
+const char *nb_model_name(int i)
+{
+    return i >= 0 && i < (int)(sizeof zoo / sizeof zoo[0]) ? zoo[i].name : NULL;
+}
+
+/* "mlp, cnn, ..." for messages */
+static void zoo_names(char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; nb_model_name(i) && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%s", i ? ", " : "", nb_model_name(i));
+}
+
 const char *nb_model_default_config(const char *name)
 {
     for (size_t i = 0; i < sizeof zoo / sizeof zoo[0]; i++)
@@ -117,7 +131,11 @@ nb_status nb_model_build(const char *name, const char *config, nb_rng *rng, nb_m
     const nb__zoo_entry *e = NULL;
     for (size_t i = 0; i < sizeof zoo / sizeof zoo[0]; i++)
         if (name && !strcmp(zoo[i].name, name)) e = &zoo[i];
-    if (!e) return nb__fail(NB_ERR_NOTFOUND, "unknown model '%s' (known: mlp, cnn, vgg11, vgg11_bn)", name ? name : "(null)");
+    if (!e) {
+        char known[256];
+        zoo_names(known, sizeof known);
+        return nb__fail(NB_ERR_NOTFOUND, "unknown model '%s' (known: %s)", name ? name : "(null)", known);
+    }
     if (!config || !*config) config = e->default_config;
     nb_model *m = nb_model_new(name, config);
     if (!m) return NB_ERR_NOMEM;
