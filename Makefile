@@ -24,13 +24,13 @@ override LDLIBS += $(if $(filter 1,$(MPI)),$(shell mpicc --showme:link))
 
 LIB_SRC   := $(sort $(wildcard src/*/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_SRC   := $(sort $(wildcard tools/*.c))
+CLI_SRC   := $(sort $(wildcard tools/*.c lab/*.c))
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC  := $(sort $(wildcard tests/*.c))
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
-HEADERS   := $(wildcard include/*.h include/nabla/*.h src/*/*.h src/ops/ops.def)
+HEADERS   := $(wildcard include/*.h include/nabla/*.h src/*/*.h src/ops/ops.def lab/*.h)
 
 all: $(BUILD)/libnabla.a $(BUILD)/libnabla.so $(BUILD)/nabla
 

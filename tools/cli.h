@@ -113,5 +113,7 @@ int cmd_textgen(int argc, char **argv); /* tools/textgen.c */
 extern const cli_cmd cli_adding_cmd, cli_textgen_cmd;
 int cmd_gan(int argc, char **argv);     /* tools/gan.c */
 extern const cli_cmd cli_gan_cmd;
+int cmd_lab(int argc, char **argv);     /* tools/lab.c, lab/ */
+extern const cli_cmd cli_lab_cmd;
 
 #endif

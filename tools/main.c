@@ -4,6 +4,7 @@
 #include "nabla.h"
 #include "summary.h"
 
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -24,6 +25,7 @@ static const command commands[] = {
     {&cli_adding_cmd, cmd_adding, NULL},
     {&cli_textgen_cmd, cmd_textgen, NULL},
     {&cli_gan_cmd, cmd_gan, NULL},
+    {&cli_lab_cmd, cmd_lab, NULL},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -46,6 +48,17 @@ static void usage(FILE *f)
           "  nabla eval --weights mlp.safetensors\n"
           "  nabla predict --weights mlp.safetensors --count 6 --out predictions.png\n",
           f);
+}
+
+/* A usage error that lists the commands. */
+static int unknown_command(const char *name)
+{
+    char names[256];
+    size_t n = 0;
+    names[0] = 0;
+    for (int i = 0; i < NCOMMANDS && n < sizeof names; i++)
+        n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "", commands[i].cmd->name);
+    return cli_usage_error(NULL, "unknown command '%s' (commands: %s)", name, names);
 }
 
 static const command *find(const char *name)
@@ -77,12 +90,12 @@ int main(int argc, char **argv)
             return CLI_OK;
         }
         const command *c = find(argv[2]);
-        if (!c) return cli_usage_error(NULL, "unknown command '%s'", argv[2]);
+        if (!c) return unknown_command(argv[2]);
         char *help_argv[] = {argv[2], (char *)"--help", NULL};
         return c->run(2, help_argv);
     }
     if (a[0] == '-') return cli_usage_error(NULL, "unknown option '%s'", a);
     const command *c = find(a);
-    if (!c) return cli_usage_error(NULL, "unknown command '%s' (commands: train, eval, predict, summary, rf, compare, inspect, run, adding, textgen)", a);
+    if (!c) return unknown_command(a);
     return c->run(argc - 1, argv + 1);
 }
