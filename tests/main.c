@@ -1,7 +1,9 @@
 /* The test runner: runs every registered TEST, prints failures and the
  * closing line "N passed, N failed, N skipped"; exit status 1 if any failed. */
 #include "test.h"
+#include <limits.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,10 +40,15 @@ void nbt_skip(const char *fmt, ...)
     cur_skipped = 1;
 }
 
+/* Absolute, so that tests which change directory (the MPI jobs) still find
+ * the programs; as given when it cannot be resolved. */
 const char *nbt_build_dir(void)
 {
+    static char path[PATH_MAX];
     const char *b = getenv("NABLA_BUILD");
-    return b && *b ? b : "build";
+    if (!b || !*b) b = "build";
+    if (!path[0] && !realpath(b, path)) snprintf(path, sizeof path, "%s", b);
+    return path;
 }
 
 const char *nbt_tmpdir(void) { return tmpdir; }
