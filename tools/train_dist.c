@@ -36,8 +36,9 @@ int train_dist_finish(nb_dist *d, int rc)
     if (nb_dist_finalize(d, rc, rc ? FINISH_FAIL_WAIT_S : FINISH_OK_WAIT_S, &job_rc) == NB_OK) return job_rc;
     cli_fail("rank %d of %d %s; stopping every rank", nb_dist_rank(d), nb_dist_size(d),
              rc ? "failed and the others are still running" : "finished but the others did not");
-    nb_dist_abort(d, rc ? rc : CLI_FAIL);
-    return CLI_FAIL; /* not reached */
+    nb_dist_abort(d, rc ? rc : CLI_FAIL);   /* returns only if MPI could not abort */
+    cli_lib_error();
+    return CLI_FAIL;
 }
 
 int train_dist_setup(nb_dist *d, nb_model *m, nb_rng *rng)

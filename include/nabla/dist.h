@@ -48,9 +48,10 @@ nb_status nb_dist_init(nb_dist **out);
  * it is dead, or blocked in a collective that waits for this rank; the
  * caller then ends the job with nb_dist_abort. */
 nb_status nb_dist_finalize(nb_dist *d, int code, double timeout_s, int *job_code);
-/* Kill every rank of the job (MPI_Abort) with exit code `code`; does not
- * return. For a failure the other ranks cannot learn of otherwise. */
-void      nb_dist_abort(nb_dist *d, int code);
+/* Kill every rank of the job, this one included (MPI_Abort), with exit
+ * code `code`: for a failure the other ranks cannot learn of otherwise.
+ * Returns only when MPI could not do it (the error status). */
+nb_status nb_dist_abort(nb_dist *d, int code);
 int       nb_dist_rank(const nb_dist *d);   /* 0 .. size-1; 0 for NULL */
 int       nb_dist_size(const nb_dist *d);   /* 1 for NULL */
 

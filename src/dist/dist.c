@@ -106,10 +106,11 @@ nb_status nb_dist_finalize(nb_dist *d, int code, double timeout_s, int *job_code
     return NB_OK;
 }
 
-void nb_dist_abort(nb_dist *d, int code)
+nb_status nb_dist_abort(nb_dist *d, int code)
 {
-    MPI_Abort(d ? d->comm : MPI_COMM_WORLD, code);
-    abort(); /* MPI_Abort does not return; if it ever did, the job must still end */
+    /* MPI_Abort ends every process of the job and does not return on
+     * success; the library itself never exits */
+    return mpi_fail(MPI_Abort(d ? d->comm : MPI_COMM_WORLD, code), "MPI_Abort");
 }
 
 int nb_dist_rank(const nb_dist *d) { return d ? d->rank : 0; }
@@ -257,10 +258,10 @@ nb_status nb_dist_finalize(nb_dist *d, int code, double timeout_s, int *job_code
     (void)d, (void)code, (void)timeout_s, (void)job_code;
     return no_mpi();
 }
-void nb_dist_abort(nb_dist *d, int code)
+nb_status nb_dist_abort(nb_dist *d, int code)
 {
-    (void)d;
-    exit(code); /* unreachable: no nb_dist exists without MPI */
+    (void)d, (void)code;
+    return no_mpi();
 }
 int nb_dist_rank(const nb_dist *d) { (void)d; return 0; }
 int nb_dist_size(const nb_dist *d) { (void)d; return 1; }
