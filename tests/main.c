@@ -53,6 +53,27 @@ const char *nbt_build_dir(void)
 
 const char *nbt_tmpdir(void) { return tmpdir; }
 
+char nbt_out[1 << 16], nbt_err[1 << 16];
+
+int nbt_nabla(const char *fmt, ...)
+{
+    char args[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    return nbt_shell(nbt_out, sizeof nbt_out, nbt_err, sizeof nbt_err, "%s/nabla %s", nbt_build_dir(), args);
+}
+
+const char *nbt_tmp_path(const char *name)
+{
+    static char bufs[4][512];
+    static int k;
+    char *p = bufs[k++ & 3];
+    snprintf(p, 512, "%s/%s", tmpdir, name);
+    return p;
+}
+
 const char *nbt_fixture(const char *name)
 {
     static char path[512];

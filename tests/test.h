@@ -23,6 +23,13 @@ const char *nbt_tmpdir(void);
  * may be NULL to discard); returns the exit status, -1 if it did not exit. */
 int nbt_shell(char *out, size_t outsz, char *err, size_t errsz, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* Run "<build>/nabla ARGS" with stdout and stderr captured into nbt_out and
+ * nbt_err (NUL-terminated, truncated); returns the exit status, -1 if it did
+ * not exit normally. */
+extern char nbt_out[1 << 16], nbt_err[1 << 16];
+int nbt_nabla(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "<nbt_tmpdir()>/name" in one of 4 rotating buffers. */
+const char *nbt_tmp_path(const char *name);
 /* Path of a file in tests/fixtures. */
 const char *nbt_fixture(const char *name);
 

@@ -160,8 +160,6 @@ TEST(augment_loader_deterministic_and_resumable)
 }
 
 /* ---- through `nabla train` ------------------------------------------------- */
-static char out_buf[1 << 14], err_buf[1 << 14];
-
 static int same_file(const char *a, const char *b)
 {
     char cmd[1200], o[16], e[16];
@@ -183,16 +181,16 @@ TEST(augment_cli_resume_is_exact)
     snprintf(ck, sizeof ck, "%s/aug.ckpt", nbt_tmpdir());
 #define AUG_RUN "%s/nabla train --limit-train 300 --batch 50 --epochs 2 --threads 1 --seed 4 --augment crop:2,flip"
     const char *b = nbt_build_dir();
-    CHECK(nbt_shell(out_buf, sizeof out_buf, err_buf, sizeof err_buf, AUG_RUN " --out '%s'", b, a) == 0);
-    CHECK(strstr(out_buf, "augment crop:2,flip"));
-    CHECK(nbt_shell(out_buf, sizeof out_buf, err_buf, sizeof err_buf, AUG_RUN " --checkpoint '%s' --max-steps 8", b,
+    CHECK(nbt_shell(nbt_out, sizeof nbt_out, nbt_err, sizeof nbt_err, AUG_RUN " --out '%s'", b, a) == 0);
+    CHECK(strstr(nbt_out, "augment crop:2,flip"));
+    CHECK(nbt_shell(nbt_out, sizeof nbt_out, nbt_err, sizeof nbt_err, AUG_RUN " --checkpoint '%s' --max-steps 8", b,
                     ck) == 0);
-    CHECK(nbt_shell(out_buf, sizeof out_buf, err_buf, sizeof err_buf, "%s/nabla train --resume '%s' --out '%s' "
+    CHECK(nbt_shell(nbt_out, sizeof nbt_out, nbt_err, sizeof nbt_err, "%s/nabla train --resume '%s' --out '%s' "
                     "--threads 1", b, ck, r) == 0);
     CHECK_MSG(same_file(a, r), "the resumed augmented run differs from the uninterrupted one");
-    CHECK(nbt_shell(out_buf, sizeof out_buf, err_buf, sizeof err_buf, "%s/nabla train --augment crop:4,spin", b) == 2);
-    CHECK(strstr(err_buf, "spin"));
-    CHECK(nbt_shell(out_buf, sizeof out_buf, err_buf, sizeof err_buf, "%s/nabla train --resume '%s' --augment flip",
+    CHECK(nbt_shell(nbt_out, sizeof nbt_out, nbt_err, sizeof nbt_err, "%s/nabla train --augment crop:4,spin", b) == 2);
+    CHECK(strstr(nbt_err, "spin"));
+    CHECK(nbt_shell(nbt_out, sizeof nbt_out, nbt_err, sizeof nbt_err, "%s/nabla train --resume '%s' --augment flip",
                     b, ck) == 2);
 #undef AUG_RUN
 }

@@ -10,21 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char err_buf[1 << 14];
-
-/* Run "<build>/nabla ARGS" (stdout discarded, stderr into err_buf); returns
- * the exit status, -1 if it did not exit normally. */
-static int nabla(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int nabla(const char *fmt, ...)
-{
-    char args[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    return nbt_shell(NULL, 0, err_buf, sizeof err_buf, "%s/nabla %s", nbt_build_dir(), args);
-}
-
 static int have_fashion_mnist(void)
 {
     static const char *const names[] = {"train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"};
@@ -130,8 +115,8 @@ static int quick_ok(void)
 {
     if (quick_rc == -2) {
         snprintf(quick_dir, sizeof quick_dir, "%s/compare-quick", nbt_tmpdir());
-        quick_rc = nabla("compare --quick --out '%s'", quick_dir);
-        if (quick_rc) fprintf(stderr, "  nabla compare --quick exited %d: %s\n", quick_rc, err_buf);
+        quick_rc = nbt_nabla("compare --quick --out '%s'", quick_dir);
+        if (quick_rc) fprintf(stderr, "  nabla compare --quick exited %d: %s\n", quick_rc, nbt_err);
     }
     return quick_rc == 0;
 }
@@ -250,8 +235,8 @@ TEST(compare_records_a_diverging_run_and_goes_on)
     NEED_FASHION_MNIST();
     char dir[512];
     snprintf(dir, sizeof dir, "%s/compare-diverge", nbt_tmpdir());
-    int rc = nabla("compare --optims sgd --lrs 1e4 --seeds 3 --limit-train 640 --limit-test 100 --epochs 1 --out '%s'", dir);
-    CHECK_MSG(rc == 0, "exit %d: %s", rc, err_buf);
+    int rc = nbt_nabla("compare --optims sgd --lrs 1e4 --seeds 3 --limit-train 640 --limit-test 100 --epochs 1 --out '%s'", dir);
+    CHECK_MSG(rc == 0, "exit %d: %s", rc, nbt_err);
     csv sweep;
     CHECK(csv_load(dir, "sweep.csv", &sweep));
     CHECK(sweep.nrows == 2); /* 1e4 and the default 0.1 */
@@ -262,19 +247,19 @@ TEST(compare_records_a_diverging_run_and_goes_on)
 
 TEST(compare_bad_flags_exit_2)
 {
-    CHECK(nabla("compare --help") == 0);
-    CHECK(nabla("compare --optims sgd,nadam") == 2);
-    CHECK(strstr(err_buf, "nadam") && strstr(err_buf, "unknown optimizer"));
-    CHECK(nabla("compare --optims adam,adam") == 2);
-    CHECK(nabla("compare --optims sgd,,adam") == 2);
-    CHECK(nabla("compare --lrs x0.1,abc") == 2);
-    CHECK(strstr(err_buf, "--lrs") && strstr(err_buf, "abc"));
-    CHECK(nabla("compare --lrs 0") == 2);
-    CHECK(nabla("compare --lrs x-1") == 2);
-    CHECK(nabla("compare --lrs inf") == 2);
-    CHECK(nabla("compare --seeds 1,1") == 2);
-    CHECK(nabla("compare --seeds -3") == 2);
-    CHECK(nabla("compare --model resnet") == 2);
-    CHECK(nabla("compare --target-acc 2") == 2);
-    CHECK(nabla("compare --out") == 2);
+    CHECK(nbt_nabla("compare --help") == 0);
+    CHECK(nbt_nabla("compare --optims sgd,nadam") == 2);
+    CHECK(strstr(nbt_err, "nadam") && strstr(nbt_err, "unknown optimizer"));
+    CHECK(nbt_nabla("compare --optims adam,adam") == 2);
+    CHECK(nbt_nabla("compare --optims sgd,,adam") == 2);
+    CHECK(nbt_nabla("compare --lrs x0.1,abc") == 2);
+    CHECK(strstr(nbt_err, "--lrs") && strstr(nbt_err, "abc"));
+    CHECK(nbt_nabla("compare --lrs 0") == 2);
+    CHECK(nbt_nabla("compare --lrs x-1") == 2);
+    CHECK(nbt_nabla("compare --lrs inf") == 2);
+    CHECK(nbt_nabla("compare --seeds 1,1") == 2);
+    CHECK(nbt_nabla("compare --seeds -3") == 2);
+    CHECK(nbt_nabla("compare --model resnet") == 2);
+    CHECK(nbt_nabla("compare --target-acc 2") == 2);
+    CHECK(nbt_nabla("compare --out") == 2);
 }

@@ -27,15 +27,6 @@ static size_t make_idx(unsigned char *buf, int type, int ndim, const uint32_t *d
     return k + plen;
 }
 
-static const char *tmp_path(const char *name)
-{
-    static char path[4][512];
-    static int slot;
-    slot = (slot + 1) % 4;
-    snprintf(path[slot], sizeof path[slot], "%s/%s", nbt_tmpdir(), name);
-    return path[slot];
-}
-
 static int write_file(const char *path, const void *buf, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -149,7 +140,7 @@ TEST(idx_load_raw_and_gzip)
     unsigned char buf[4096], pay[2 * 3 * 50 * 2];
     for (int i = 0; i < 300; i++) put_be(pay + 2 * i, (uint16_t)(i * 997 - 30000), 2);
     size_t len = make_idx(buf, 0x0B, 3, (uint32_t[]){2, 3, 50}, pay, sizeof pay);
-    const char *raw = tmp_path("i16.idx"), *gz = tmp_path("i16.idx.gz");
+    const char *raw = nbt_tmp_path("i16.idx"), *gz = nbt_tmp_path("i16.idx.gz");
     CHECK(write_file(raw, buf, len));
     CHECK(write_gz(gz, "wb9", buf, len));
     nb_idx *a = NULL, *b = NULL;
@@ -164,7 +155,7 @@ TEST(idx_load_raw_and_gzip)
     nb_idx_free(b);
 
     /* a gzip file of two members (gzip -c a b > c) is one stream */
-    const char *two = tmp_path("two.gz");
+    const char *two = nbt_tmp_path("two.gz");
     CHECK(write_gz(two, "wb", buf, 100));
     CHECK(write_gz(two, "ab", buf + 100, len - 100));
     CHECK_OK(nb_idx_load(two, &a));
@@ -212,7 +203,7 @@ TEST(idx_bad_lengths)
     len = make_idx(buf, 0x08, 2, (uint32_t[]){2, 3}, pay, 9);
     CHECK_ERR(nb_idx_parse(buf, len, &x), NB_ERR_FORMAT, "3 trailing bytes after the 6 bytes of data");
     /* the same as files */
-    const char *p = tmp_path("long.idx");
+    const char *p = nbt_tmp_path("long.idx");
     CHECK(write_file(p, buf, len));
     CHECK_ERR(nb_idx_load(p, &x), NB_ERR_FORMAT, "3 trailing bytes after the 6 bytes of data");
     CHECK(strstr(nb_last_error(), p));
@@ -229,7 +220,7 @@ TEST(idx_bad_gzip)
     unsigned char buf[4096], pay[600];
     for (int i = 0; i < 600; i++) pay[i] = (unsigned char)(i * 7 + i / 13);
     nb_idx *x = NULL;
-    const char *p = tmp_path("bad.gz");
+    const char *p = nbt_tmp_path("bad.gz");
 
     size_t len = make_idx(buf, 0x08, 2, (uint32_t[]){20, 30}, pay, 600);
     CHECK(write_gz(p, "wb", buf, len - 1));            /* a valid gzip of a short file */
@@ -277,10 +268,10 @@ TEST(idx_bad_gzip)
 TEST(idx_open_errors)
 {
     nb_idx *x = NULL;
-    const char *p = tmp_path("no-such-file.idx");
+    const char *p = nbt_tmp_path("no-such-file.idx");
     CHECK_ERR(nb_idx_load(p, &x), NB_ERR_NOTFOUND, p);
     CHECK(strstr(nb_last_error(), "no such file"));
-    CHECK_ERR(nb_idx_load(tmp_path("no-dir/x.idx"), &x), NB_ERR_NOTFOUND, "no-dir/x.idx");
+    CHECK_ERR(nb_idx_load(nbt_tmp_path("no-dir/x.idx"), &x), NB_ERR_NOTFOUND, "no-dir/x.idx");
     CHECK_ERR(nb_idx_load(nbt_tmpdir(), &x), NB_ERR_IO, "Is a directory");
     CHECK(strstr(nb_last_error(), nbt_tmpdir()));
     CHECK_ERR(nb_idx_load(NULL, &x), NB_ERR_ARG, "path is NULL");
@@ -297,13 +288,13 @@ TEST(idx_every_truncation_fails)
     CHECK_OK(nb_idx_parse(buf, len, &x));
     nb_idx_free(x);
     x = NULL;
-    const char *p = tmp_path("prefix.idx");
+    const char *p = nbt_tmp_path("prefix.idx");
     for (size_t k = 0; k < len; k++) {
         CHECK_MSG(nb_idx_parse(buf, k, &x) == NB_ERR_FORMAT && !x, "parse of a %zu-byte prefix: %s", k, nb_last_error());
         CHECK(write_file(p, buf, k));
         CHECK_MSG(nb_idx_load(p, &x) == NB_ERR_FORMAT && !x, "load of a %zu-byte prefix: %s", k, nb_last_error());
     }
-    const char *gp = tmp_path("prefix.idx.gz");
+    const char *gp = nbt_tmp_path("prefix.idx.gz");
     CHECK(write_gz(gp, "wb", buf, len));
     size_t glen;
     unsigned char *g = read_file(gp, &glen);
@@ -335,7 +326,7 @@ TEST(idx_gzip_bomb)
     enum { ZEROS = 64 << 20 };
     unsigned char hdr[64];
     size_t len = make_idx(hdr, 0x08, 1, (uint32_t[]){16}, "0123456789abcdef", 16);
-    const char *p = tmp_path("bomb.gz");
+    const char *p = nbt_tmp_path("bomb.gz");
     gzFile g = gzopen(p, "wb9");
     CHECK(g);
     CHECK(gzwrite(g, hdr, (unsigned)len) == (int)len);
@@ -462,7 +453,7 @@ TEST(fashion_mnist_small_dir)
 TEST(fashion_mnist_missing_dir)
 {
     nb_dataset *d = NULL;
-    const char *dir = tmp_path("no-fashion-here");
+    const char *dir = nbt_tmp_path("no-fashion-here");
     CHECK_ERR(nb_fashion_mnist_load(dir, 0, &d), NB_ERR_NOTFOUND,
               "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or set NABLA_FASHION_MNIST");
     CHECK(strstr(nb_last_error(), "no-fashion-here/t10k-labels-idx1-ubyte.gz"));

@@ -8,8 +8,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
-static char out_buf[1 << 16], err_buf[1 << 16];
-
 /* Skip the running test unless MPI jobs can run. */
 #define NEED_MPI()                                                                                       \
     do {                                                                                                 \
@@ -32,16 +30,7 @@ static int sh(const char *fmt, ...)
     vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
     /* grouped, so that nbt_shell's redirections capture every command */
-    return nbt_shell(out_buf, sizeof out_buf, err_buf, sizeof err_buf, "{ %s\n}", cmd);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char bufs[4][512];
-    static int k;
-    char *p = bufs[k++ & 3];
-    snprintf(p, 512, "%s/dist_%s", nbt_tmpdir(), name);
-    return p;
+    return nbt_shell(nbt_out, sizeof nbt_out, nbt_err, sizeof nbt_err, "{ %s\n}", cmd);
 }
 
 TEST(dist_share_splits_evenly)
@@ -94,24 +83,24 @@ TEST(dist_two_ranks_match_one_process)
 {
     NEED_MPI();
     const char *common = "train --limit-train 510 --batch 51 --epochs 2 --threads 1 --seed 7";
-    int rc = sh("%s/nabla %s --out '%s' --metrics '%s'", nbt_build_dir(), common, tmp_path("one.safetensors"),
-                tmp_path("one.jsonl"));
-    CHECK_MSG(rc == 0, "one process exited %d: %s", rc, err_buf);
+    int rc = sh("%s/nabla %s --out '%s' --metrics '%s'", nbt_build_dir(), common, nbt_tmp_path("one.safetensors"),
+                nbt_tmp_path("one.jsonl"));
+    CHECK_MSG(rc == 0, "one process exited %d: %s", rc, nbt_err);
     rc = sh(MPIRUN " %s/nabla %s --distributed --max-steps 13 --checkpoint '%s' --metrics '%s'", nbt_build_dir(),
-            common, tmp_path("two.ckpt"), tmp_path("two.jsonl"));
-    CHECK_MSG(rc == 0, "mpirun exited %d: %s", rc, err_buf);
+            common, nbt_tmp_path("two.ckpt"), nbt_tmp_path("two.jsonl"));
+    CHECK_MSG(rc == 0, "mpirun exited %d: %s", rc, nbt_err);
     rc = sh(MPIRUN " %s/nabla train --distributed --threads 1 --resume '%s' --out '%s' --metrics '%s'", nbt_build_dir(),
-            tmp_path("two.ckpt"), tmp_path("two.safetensors"), tmp_path("two.jsonl"));
-    CHECK_MSG(rc == 0, "mpirun --resume exited %d: %s", rc, err_buf);
-    char *first = strstr(out_buf, "distributed over 2 ranks");
-    CHECK_MSG(first && !strstr(first + 1, "distributed over 2 ranks"), "stdout: %s", out_buf);
-    CHECK_MSG(strstr(out_buf, "(25-26 per rank)"), "stdout: %s", out_buf);
-    first = strstr(out_buf, "epoch 2/2");
-    CHECK_MSG(first && !strstr(first + 1, "epoch 2/2"), "only rank 0 prints; stdout: %s", out_buf);
+            nbt_tmp_path("two.ckpt"), nbt_tmp_path("two.safetensors"), nbt_tmp_path("two.jsonl"));
+    CHECK_MSG(rc == 0, "mpirun --resume exited %d: %s", rc, nbt_err);
+    char *first = strstr(nbt_out, "distributed over 2 ranks");
+    CHECK_MSG(first && !strstr(first + 1, "distributed over 2 ranks"), "stdout: %s", nbt_out);
+    CHECK_MSG(strstr(nbt_out, "(25-26 per rank)"), "stdout: %s", nbt_out);
+    first = strstr(nbt_out, "epoch 2/2");
+    CHECK_MSG(first && !strstr(first + 1, "epoch 2/2"), "only rank 0 prints; stdout: %s", nbt_out);
 
     nb_safetensors *a = NULL, *b = NULL;
-    CHECK_OK(nb_safetensors_load(tmp_path("one.safetensors"), &a));
-    nb_status s = nb_safetensors_load(tmp_path("two.safetensors"), &b);
+    CHECK_OK(nb_safetensors_load(nbt_tmp_path("one.safetensors"), &a));
+    nb_status s = nb_safetensors_load(nbt_tmp_path("two.safetensors"), &b);
     if (s) nb_safetensors_free(a);
     CHECK_OK(s);
     int ok = a->n == b->n && a->n > 0;
@@ -134,10 +123,10 @@ TEST(dist_two_ranks_match_one_process)
     CHECK_MSG(ok, "the two weight files hold different tensors");
     CHECK_MSG(worst <= 1e-5, "relative difference %g between 1 and 2 ranks", worst);
 
-    double l1 = metric(tmp_path("two.jsonl"), 0, "train_loss"), l2 = metric(tmp_path("two.jsonl"), 1, "train_loss");
+    double l1 = metric(nbt_tmp_path("two.jsonl"), 0, "train_loss"), l2 = metric(nbt_tmp_path("two.jsonl"), 1, "train_loss");
     CHECK_MSG(l2 < l1, "train loss %g then %g", l1, l2);
-    CHECK_NEAR(l1, metric(tmp_path("one.jsonl"), 0, "train_loss"), 1e-4, 0);
-    CHECK_NEAR(metric(tmp_path("two.jsonl"), 1, "test_acc"), metric(tmp_path("one.jsonl"), 1, "test_acc"), 0, 2e-4);
+    CHECK_NEAR(l1, metric(nbt_tmp_path("one.jsonl"), 0, "train_loss"), 1e-4, 0);
+    CHECK_NEAR(metric(nbt_tmp_path("two.jsonl"), 1, "test_acc"), metric(nbt_tmp_path("one.jsonl"), 1, "test_acc"), 0, 2e-4);
 }
 
 /* A script that starts a long 2-rank training in the background, each rank
@@ -166,10 +155,10 @@ TEST(dist_killed_rank_stops_the_job)
                 "i=$((i+1)); [ $i -gt 600 ] && { echo 'rank 0 still runs after 60 s'; kill $job; exit 4; }; sleep 0.1; done; "
                 "wait $job; echo \"mpirun exit $?\"; cat job.err >&2",
                 start_job(""));
-    CHECK_MSG(rc == 0, "exit %d: %s %s", rc, out_buf, err_buf);
-    CHECK_MSG(strstr(out_buf, "mpirun exit ") && !strstr(out_buf, "mpirun exit 0"), "stdout: %s stderr: %s", out_buf,
-              err_buf);
-    CHECK_MSG(strstr(err_buf, "signal 9"), "stderr: %s", err_buf);
+    CHECK_MSG(rc == 0, "exit %d: %s %s", rc, nbt_out, nbt_err);
+    CHECK_MSG(strstr(nbt_out, "mpirun exit ") && !strstr(nbt_out, "mpirun exit 0"), "stdout: %s stderr: %s", nbt_out,
+              nbt_err);
+    CHECK_MSG(strstr(nbt_err, "signal 9"), "stderr: %s", nbt_err);
 }
 
 /* A rank that fails on its own (its data missing) stops the other, which
@@ -180,8 +169,8 @@ TEST(dist_failed_rank_stops_the_job)
     int rc = sh("cd '%s' && " MPIRUN " sh -c 'if [ $OMPI_COMM_WORLD_RANK = 1 ]; then export NABLA_FASHION_MNIST=%s/none; fi; "
                 "exec %s/nabla train --distributed --threads 1 --limit-train 1000 --epochs 1'",
                 nbt_tmpdir(), nbt_tmpdir(), nbt_build_dir());
-    CHECK_MSG(rc != 0, "mpirun exited 0: %s", err_buf);
-    CHECK_MSG(strstr(err_buf, "not found") && strstr(err_buf, "rank 1 of 2 failed"), "stderr: %s", err_buf);
+    CHECK_MSG(rc != 0, "mpirun exited 0: %s", nbt_err);
+    CHECK_MSG(strstr(nbt_err, "not found") && strstr(nbt_err, "rank 1 of 2 failed"), "stderr: %s", nbt_err);
 }
 
 /* Every rank sees a non-finite loss together and stops cleanly (exit 1,
@@ -191,9 +180,9 @@ TEST(dist_nonfinite_seen_by_all_ranks)
     NEED_MPI();
     const char *run = MPIRUN " %s/nabla train --distributed --threads 1 --limit-train 256 --epochs 1 --lr 1e30 %s";
     int rc = sh(run, nbt_build_dir(), "");
-    CHECK_MSG(rc == 1, "mpirun exited %d: %s", rc, err_buf);
-    CHECK_MSG(strstr(err_buf, "training diverged") && !strstr(err_buf, "stopping every rank"), "stderr: %s", err_buf);
+    CHECK_MSG(rc == 1, "mpirun exited %d: %s", rc, nbt_err);
+    CHECK_MSG(strstr(nbt_err, "training diverged") && !strstr(nbt_err, "stopping every rank"), "stderr: %s", nbt_err);
     rc = sh(run, nbt_build_dir(), "--skip-nonfinite");
-    CHECK_MSG(rc == 0, "mpirun exited %d: %s", rc, err_buf);
-    CHECK_MSG(strstr(out_buf, "skipped"), "stdout: %s", out_buf);
+    CHECK_MSG(rc == 0, "mpirun exited %d: %s", rc, nbt_err);
+    CHECK_MSG(strstr(nbt_out, "skipped"), "stdout: %s", nbt_out);
 }

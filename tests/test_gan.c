@@ -320,19 +320,6 @@ static void cyclegan_steps_and_scores(void)
 
 /* ---- the command line --------------------------------------------------------------------- */
 
-static char out_buf[1 << 14], err_buf[1 << 14];
-
-static int nabla(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int nabla(const char *fmt, ...)
-{
-    char args[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    return nbt_shell(out_buf, sizeof out_buf, err_buf, sizeof err_buf, "%s/nabla %s", nbt_build_dir(), args);
-}
-
 static int exists(const char *dir, const char *name)
 {
     char p[1024];
@@ -343,15 +330,15 @@ static int exists(const char *dir, const char *name)
 
 TEST(gan_cli_help_and_usage_errors)
 {
-    CHECK(nabla("gan --help") == 0 && strstr(out_buf, "--variant") && strstr(out_buf, "--sample"));
-    CHECK(nabla("gan --variant vae --out %s/x", nbt_tmpdir()) == 2 && strstr(err_buf, "unknown GAN variant 'vae'"));
-    CHECK(nabla("gan --variant gan") == 2 && strstr(err_buf, "--out"));
-    CHECK(nabla("gan --out %s/x", nbt_tmpdir()) == 2 && strstr(err_buf, "--variant is required"));
-    CHECK(nabla("gan --variant gan --class 3 --out %s/x", nbt_tmpdir()) == 2 && strstr(err_buf, "cgan"));
-    CHECK(nabla("gan --variant cgan --class 10 --out %s/x", nbt_tmpdir()) == 2);
-    CHECK(nabla("gan --variant cyclegan --domains 7:7 --out %s/x", nbt_tmpdir()) == 2 && strstr(err_buf, "disjoint"));
-    CHECK(nabla("gan --sample --out %s/x.png", nbt_tmpdir()) == 2 && strstr(err_buf, "--weights"));
-    CHECK(nabla("gan --sample --weights %s/none.safetensors --out %s/x.png", nbt_tmpdir(), nbt_tmpdir()) == 1);
+    CHECK(nbt_nabla("gan --help") == 0 && strstr(nbt_out, "--variant") && strstr(nbt_out, "--sample"));
+    CHECK(nbt_nabla("gan --variant vae --out %s/x", nbt_tmpdir()) == 2 && strstr(nbt_err, "unknown GAN variant 'vae'"));
+    CHECK(nbt_nabla("gan --variant gan") == 2 && strstr(nbt_err, "--out"));
+    CHECK(nbt_nabla("gan --out %s/x", nbt_tmpdir()) == 2 && strstr(nbt_err, "--variant is required"));
+    CHECK(nbt_nabla("gan --variant gan --class 3 --out %s/x", nbt_tmpdir()) == 2 && strstr(nbt_err, "cgan"));
+    CHECK(nbt_nabla("gan --variant cgan --class 10 --out %s/x", nbt_tmpdir()) == 2);
+    CHECK(nbt_nabla("gan --variant cyclegan --domains 7:7 --out %s/x", nbt_tmpdir()) == 2 && strstr(nbt_err, "disjoint"));
+    CHECK(nbt_nabla("gan --sample --out %s/x.png", nbt_tmpdir()) == 2 && strstr(nbt_err, "--weights"));
+    CHECK(nbt_nabla("gan --sample --weights %s/none.safetensors --out %s/x.png", nbt_tmpdir(), nbt_tmpdir()) == 1);
 }
 
 TEST(gan_cli_cgan_run_and_sample)
@@ -359,14 +346,14 @@ TEST(gan_cli_cgan_run_and_sample)
     char dir[512], cls[600];
     snprintf(dir, sizeof dir, "%s/gan_cli", nbt_tmpdir());
     snprintf(cls, sizeof cls, "%s/gan_cls.safetensors", nbt_tmpdir());
-    int rc = nabla("train --model cnn --limit-train 500 --epochs 1 --threads 1 --seed 1 --quiet --out %s", cls);
-    if (rc != 0 && strstr(err_buf, "dataset-fashion-mnist")) SKIP("Fashion-MNIST is not installed");
-    CHECK_MSG(rc == 0, "train: %s", err_buf);
-    rc = nabla("gan --variant cgan --epochs 2 --max-steps 12 --limit-train 320 --batch 32 --g-config 8,16 "
+    int rc = nbt_nabla("train --model cnn --limit-train 500 --epochs 1 --threads 1 --seed 1 --quiet --out %s", cls);
+    if (rc != 0 && strstr(nbt_err, "dataset-fashion-mnist")) SKIP("Fashion-MNIST is not installed");
+    CHECK_MSG(rc == 0, "train: %s", nbt_err);
+    rc = nbt_nabla("gan --variant cgan --epochs 2 --max-steps 12 --limit-train 320 --batch 32 --g-config 8,16 "
                "--d-config 16 --eval-samples 50 --threads 1 --classifier %s --out %s",
                cls, dir);
-    CHECK_MSG(rc == 0, "gan: %s", err_buf);
-    CHECK(strstr(out_buf, "epoch 1/2") && strstr(out_buf, "class_acc") && strstr(out_buf, "stopped after step 12"));
+    CHECK_MSG(rc == 0, "gan: %s", nbt_err);
+    CHECK(strstr(nbt_out, "epoch 1/2") && strstr(nbt_out, "class_acc") && strstr(nbt_out, "stopped after step 12"));
     CHECK(exists(dir, "samples_001.png") && exists(dir, "samples_002.png") && exists(dir, "loss.png"));
     CHECK(exists(dir, "generator.safetensors") && exists(dir, "discriminator.safetensors"));
     char path[700];
@@ -380,11 +367,11 @@ TEST(gan_cli_cgan_run_and_sample)
     fclose(f);
     CHECK_MSG(lines == 2 && ok, "metrics.jsonl: %d lines, last %s", lines, line);
     /* a checkpoint is a weights file: sample class 3 from it */
-    rc = nabla("gan --sample --weights %s/generator.safetensors --class 3 --count 8 --out %s/three.png", dir, dir);
-    CHECK_MSG(rc == 0 && strstr(out_buf, "class 3, Dress"), "sample: %s %s", out_buf, err_buf);
+    rc = nbt_nabla("gan --sample --weights %s/generator.safetensors --class 3 --count 8 --out %s/three.png", dir, dir);
+    CHECK_MSG(rc == 0 && strstr(nbt_out, "class 3, Dress"), "sample: %s %s", nbt_out, nbt_err);
     CHECK(exists(dir, "three.png"));
-    CHECK(nabla("gan --sample --variant gan --weights %s/generator.safetensors --out %s/x.png", dir, dir) == 1 &&
-          strstr(err_buf, "cgan generator"));
-    CHECK(nabla("gan --sample --weights %s/discriminator.safetensors --out %s/x.png", dir, dir) == 1 &&
-          strstr(err_buf, "not a generator"));
+    CHECK(nbt_nabla("gan --sample --variant gan --weights %s/generator.safetensors --out %s/x.png", dir, dir) == 1 &&
+          strstr(nbt_err, "cgan generator"));
+    CHECK(nbt_nabla("gan --sample --weights %s/discriminator.safetensors --out %s/x.png", dir, dir) == 1 &&
+          strstr(nbt_err, "not a generator"));
 }

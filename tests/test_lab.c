@@ -13,8 +13,6 @@
 static const int chosen[] = {1, 2, 3, 5, 9, 10, 12};
 enum { NCHOSEN = (int)(sizeof chosen / sizeof chosen[0]) };
 
-static char out_buf[1 << 16], err_buf[1 << 14];
-
 static int have_fashion_mnist(void)
 {
     static const char *const names[] = {"train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"};
@@ -55,7 +53,7 @@ static int run_quick(const char *dir)
 {
     char claims[64] = "";
     for (int i = 0; i < NCHOSEN; i++) snprintf(claims + strlen(claims), sizeof claims - strlen(claims), " %d", chosen[i]);
-    return nbt_shell(NULL, 0, err_buf, sizeof err_buf, "%s/nabla lab --quick --quiet --seed 3 --out %s%s",
+    return nbt_shell(NULL, 0, nbt_err, sizeof nbt_err, "%s/nabla lab --quick --quiet --seed 3 --out %s%s",
                      nbt_build_dir(), dir, claims);
 }
 
@@ -104,7 +102,7 @@ TEST(lab_quick_report)
     snprintf(dir, sizeof dir, "%s/lab-quick", nbt_tmpdir());
     snprintf(again, sizeof again, "%s/lab-quick-again", nbt_tmpdir());
     int rc = run_quick(dir);
-    if (rc) fprintf(stderr, "%s", err_buf);
+    if (rc) fprintf(stderr, "%s", nbt_err);
     CHECK(rc == 0);
     char path[1200];
     snprintf(path, sizeof path, "%s/REPORT.md", dir);
@@ -144,7 +142,7 @@ TEST(lab_quick_report)
 
 TEST(lab_list)
 {
-    int rc = nbt_shell(out_buf, sizeof out_buf, err_buf, sizeof err_buf, "%s/nabla lab --list", nbt_build_dir());
+    int rc = nbt_shell(nbt_out, sizeof nbt_out, nbt_err, sizeof nbt_err, "%s/nabla lab --list", nbt_build_dir());
     CHECK(rc == 0);
     static const char *const ids[] = {"nonlinearity", "activations", "optimizers", "vanishing",
                                       "exploding", "weight-decay", "lstm", "cnn",
@@ -152,21 +150,21 @@ TEST(lab_list)
     for (int i = 0; i < 12; i++) {
         char line[64];
         snprintf(line, sizeof line, "%2d  %s ", i + 1, ids[i]);
-        CHECK(strstr(out_buf, line));
+        CHECK(strstr(nbt_out, line));
     }
 }
 
 TEST(lab_usage)
 {
-    CHECK(nbt_shell(NULL, 0, err_buf, sizeof err_buf, "%s/nabla lab --out %s/lab-none nosuch", nbt_build_dir(),
+    CHECK(nbt_shell(NULL, 0, nbt_err, sizeof nbt_err, "%s/nabla lab --out %s/lab-none nosuch", nbt_build_dir(),
                     nbt_tmpdir()) == 2);
-    CHECK(strstr(err_buf, "unknown claim 'nosuch'"));
-    CHECK(nbt_shell(NULL, 0, err_buf, sizeof err_buf, "%s/nabla lab 13", nbt_build_dir()) == 2);
-    CHECK(nbt_shell(NULL, 0, err_buf, sizeof err_buf, "%s/nabla lab --threads 0", nbt_build_dir()) == 2);
-    CHECK(nbt_shell(NULL, 0, err_buf, sizeof err_buf, "%s/nabla lab --bogus", nbt_build_dir()) == 2);
-    CHECK(nbt_shell(out_buf, sizeof out_buf, NULL, 0, "%s/nabla lab --help", nbt_build_dir()) == 0);
-    CHECK(strstr(out_buf, "usage: nabla lab"));
-    CHECK(strstr(out_buf, "--quick"));
-    CHECK(nbt_shell(out_buf, sizeof out_buf, NULL, 0, "%s/nabla --help", nbt_build_dir()) == 0);
-    CHECK(strstr(out_buf, "  lab "));
+    CHECK(strstr(nbt_err, "unknown claim 'nosuch'"));
+    CHECK(nbt_shell(NULL, 0, nbt_err, sizeof nbt_err, "%s/nabla lab 13", nbt_build_dir()) == 2);
+    CHECK(nbt_shell(NULL, 0, nbt_err, sizeof nbt_err, "%s/nabla lab --threads 0", nbt_build_dir()) == 2);
+    CHECK(nbt_shell(NULL, 0, nbt_err, sizeof nbt_err, "%s/nabla lab --bogus", nbt_build_dir()) == 2);
+    CHECK(nbt_shell(nbt_out, sizeof nbt_out, NULL, 0, "%s/nabla lab --help", nbt_build_dir()) == 0);
+    CHECK(strstr(nbt_out, "usage: nabla lab"));
+    CHECK(strstr(nbt_out, "--quick"));
+    CHECK(nbt_shell(nbt_out, sizeof nbt_out, NULL, 0, "%s/nabla --help", nbt_build_dir()) == 0);
+    CHECK(strstr(nbt_out, "  lab "));
 }

@@ -10,13 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *tmp_path(const char *name)
-{
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", nbt_tmpdir(), name);
-    return path;
-}
-
 /* ---- pixels -------------------------------------------------------------------- */
 
 typedef struct img {
@@ -102,7 +95,7 @@ TEST(plot_bad_arguments_leave_chart_usable)
     CHECK_ERR(nb_plot_xlim(p, 1, 1), NB_ERR_ARG, "below");
     CHECK_ERR(nb_plot_ylim(p, 0, INFINITY), NB_ERR_ARG, "finite");
     CHECK_ERR(nb_plot_save(p, NULL), NB_ERR_ARG, "NULL");
-    CHECK_ERR(nb_plot_save(NULL, tmp_path("x.png")), NB_ERR_ARG, "NULL");
+    CHECK_ERR(nb_plot_save(NULL, nbt_tmp_path("x.png")), NB_ERR_ARG, "NULL");
     CHECK_OK(nb_plot_line(p, "empty", NULL, NULL, 0));
 
     /* A log axis needs positive limits, whichever is set first. */
@@ -120,7 +113,7 @@ TEST(plot_bad_arguments_leave_chart_usable)
     CHECK(render(p, 400, 300, &im));
     CHECK(im.fr.ylog && im.fr.ylo == 0 && im.fr.yhi == 2);
     free(im.rgb);
-    CHECK_OK(nb_plot_save(p, tmp_path("usable.png")));
+    CHECK_OK(nb_plot_save(p, nbt_tmp_path("usable.png")));
     nb_plot_free(p);
 }
 

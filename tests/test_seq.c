@@ -6,28 +6,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
-static char out_buf[1 << 16], err_buf[1 << 16];
-
-static int nabla(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int nabla(const char *fmt, ...)
-{
-    char args[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    return nbt_shell(out_buf, sizeof out_buf, err_buf, sizeof err_buf, "%s/nabla %s", nbt_build_dir(), args);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char bufs[4][512];
-    static int k;
-    char *p = bufs[k++ & 3];
-    snprintf(p, 512, "%s/%s", nbt_tmpdir(), name);
-    return p;
-}
-
 static int write_text(const char *path, const char *text, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -189,7 +167,7 @@ TEST(seq_corpus_files)
 {
     nb_corpus *c = NULL;
     CHECK_ERR(nb_corpus_load("/nonexistent/tang300", NULL, &c), NB_ERR_NOTFOUND, "fortunes-zh");
-    const char *bad = tmp_path("bad.txt");
+    const char *bad = nbt_tmp_path("bad.txt");
     CHECK(write_text(bad, "abc\xc3(def", 8));
     CHECK_ERR(nb_corpus_load(bad, NULL, &c), NB_ERR_FORMAT, "bad.txt: invalid UTF-8 at byte 3");
     CHECK(c == NULL);
@@ -268,7 +246,7 @@ TEST(seq_charlm_trains_and_samples)
     for (int k = 0; k < 11; k++) CHECK_MSG(c->vocab[out[k]] == want[k + 1], "sample %d: U+%04X", k, (unsigned)c->vocab[out[k]]);
     free(want);
     /* the same generator state gives the same text, also after a save and load */
-    const char *path = tmp_path("charlm.safetensors");
+    const char *path = nbt_tmp_path("charlm.safetensors");
     CHECK_OK(nb_charlm_save(m, c->vocab, c->nvocab, path));
     nb_model *m2 = NULL;
     uint32_t *vocab = NULL;
@@ -300,7 +278,7 @@ TEST(seq_charlm_load_refuses_other_files)
     nb_rng_seed(&rng, 1);
     nb_model *m = NULL, *got = NULL;
     CHECK_OK(nb_model_build("mlp", "4,3", &rng, &m));
-    const char *path = tmp_path("mlp.safetensors");
+    const char *path = nbt_tmp_path("mlp.safetensors");
     CHECK_OK(nb_model_save(m, path));
     nb_model_free(m);
     uint32_t *vocab = NULL;
@@ -313,23 +291,23 @@ TEST(seq_charlm_load_refuses_other_files)
 
 TEST(seq_cli_help)
 {
-    CHECK(nabla("adding --help") == 0 && strstr(out_buf, "--cell") && strstr(out_buf, "0.167"));
-    CHECK(nabla("textgen --help") == 0 && strstr(out_buf, "train") && strstr(out_buf, "tang300"));
-    CHECK(nabla("textgen train --help") == 0 && strstr(out_buf, "--corpus") && strstr(out_buf, "bits per character"));
-    CHECK(nabla("textgen sample --help") == 0 && strstr(out_buf, "--temperature") && strstr(out_buf, "--prime"));
-    CHECK(nabla("--help") == 0 && strstr(out_buf, "adding") && strstr(out_buf, "textgen"));
-    CHECK(nabla("adding --cell cnn") == 2 && strstr(err_buf, "--cell"));
-    CHECK(nabla("textgen") == 2);
-    CHECK(nabla("textgen fly") == 2 && strstr(err_buf, "unknown subcommand"));
-    CHECK(nabla("textgen train") == 2 && strstr(err_buf, "--corpus"));
-    CHECK(nabla("textgen sample") == 2 && strstr(err_buf, "--weights"));
+    CHECK(nbt_nabla("adding --help") == 0 && strstr(nbt_out, "--cell") && strstr(nbt_out, "0.167"));
+    CHECK(nbt_nabla("textgen --help") == 0 && strstr(nbt_out, "train") && strstr(nbt_out, "tang300"));
+    CHECK(nbt_nabla("textgen train --help") == 0 && strstr(nbt_out, "--corpus") && strstr(nbt_out, "bits per character"));
+    CHECK(nbt_nabla("textgen sample --help") == 0 && strstr(nbt_out, "--temperature") && strstr(nbt_out, "--prime"));
+    CHECK(nbt_nabla("--help") == 0 && strstr(nbt_out, "adding") && strstr(nbt_out, "textgen"));
+    CHECK(nbt_nabla("adding --cell cnn") == 2 && strstr(nbt_err, "--cell"));
+    CHECK(nbt_nabla("textgen") == 2);
+    CHECK(nbt_nabla("textgen fly") == 2 && strstr(nbt_err, "unknown subcommand"));
+    CHECK(nbt_nabla("textgen train") == 2 && strstr(nbt_err, "--corpus"));
+    CHECK(nbt_nabla("textgen sample") == 2 && strstr(nbt_err, "--weights"));
 }
 
 TEST(seq_cli_adding)
 {
     const char *dir = nbt_tmpdir();
-    CHECK(nabla("adding --cell rnn,lstm --T 6 --steps 20 --hidden 8 --batch 8 --threads 1 --out '%s'", dir) == 0);
-    CHECK(strstr(out_buf, "rnn  T=6: test MSE") && strstr(out_buf, "lstm T=6: test MSE"));
+    CHECK(nbt_nabla("adding --cell rnn,lstm --T 6 --steps 20 --hidden 8 --batch 8 --threads 1 --out '%s'", dir) == 0);
+    CHECK(strstr(nbt_out, "rnn  T=6: test MSE") && strstr(nbt_out, "lstm T=6: test MSE"));
     char path[600];
     snprintf(path, sizeof path, "%s/adding_T6.csv", dir);
     FILE *f = fopen(path, "r");
@@ -346,35 +324,35 @@ TEST(seq_cli_adding)
     size_t got = fread(magic, 1, 8, f);
     fclose(f);
     CHECK(got == 8 && !memcmp(magic, "\x89PNG\r\n\x1a\n", 8));
-    CHECK(nabla("adding --T 6 --steps 1 --out /nonexistent/dir") == 1 && strstr(err_buf, "/nonexistent/dir"));
+    CHECK(nbt_nabla("adding --T 6 --steps 1 --out /nonexistent/dir") == 1 && strstr(nbt_err, "/nonexistent/dir"));
 }
 
 TEST(seq_cli_textgen)
 {
-    const char *corpus = tmp_path("poem.txt"), *weights = tmp_path("poem.safetensors");
+    const char *corpus = nbt_tmp_path("poem.txt"), *weights = nbt_tmp_path("poem.safetensors");
     char text[2048] = "";
     for (int k = 0; k < 30; k++) strcat(text, POEM);
     CHECK(write_text(corpus, text, strlen(text)));
-    CHECK(nabla("textgen train --corpus '%s' --epochs 2 --hidden 16 --layers 1 --embed 8 --seq 8 --batch 8 "
+    CHECK(nbt_nabla("textgen train --corpus '%s' --epochs 2 --hidden 16 --layers 1 --embed 8 --seq 8 --batch 8 "
                 "--threads 1 --length 5 --out '%s'", corpus, weights) == 0);
-    CHECK(strstr(out_buf, "vocabulary 11") && strstr(out_buf, "valid_bpc") && strstr(out_buf, "sample: "));
-    CHECK(nabla("textgen sample --weights '%s' --prime 处处 --length 4 --seed 2", weights) == 0);
+    CHECK(strstr(nbt_out, "vocabulary 11") && strstr(nbt_out, "valid_bpc") && strstr(nbt_out, "sample: "));
+    CHECK(nbt_nabla("textgen sample --weights '%s' --prime 处处 --length 4 --seed 2", weights) == 0);
     char first[64];
-    size_t len = strlen(out_buf);
+    size_t len = strlen(nbt_out);
     CHECK(len < sizeof first);
-    memcpy(first, out_buf, len + 1);
+    memcpy(first, nbt_out, len + 1);
     CHECK(!strncmp(first, "处处", strlen("处处")) && strlen(first) == 6 * 3 + 1);
-    CHECK(nabla("textgen sample --weights '%s' --prime 处处 --length 4 --seed 2", weights) == 0);
-    CHECK(!strcmp(first, out_buf));
-    CHECK(nabla("textgen sample --weights '%s' --prime 夏", weights) == 1 && strstr(err_buf, "not in the model's vocabulary"));
-    CHECK(nabla("textgen train --corpus /nonexistent/tang300") == 1 && strstr(err_buf, "fortunes-zh"));
+    CHECK(nbt_nabla("textgen sample --weights '%s' --prime 处处 --length 4 --seed 2", weights) == 0);
+    CHECK(!strcmp(first, nbt_out));
+    CHECK(nbt_nabla("textgen sample --weights '%s' --prime 夏", weights) == 1 && strstr(nbt_err, "not in the model's vocabulary"));
+    CHECK(nbt_nabla("textgen train --corpus /nonexistent/tang300") == 1 && strstr(nbt_err, "fortunes-zh"));
     CHECK(write_text(corpus, "ok\xff", 3));
-    CHECK(nabla("textgen train --corpus '%s'", corpus) == 1 && strstr(err_buf, "invalid UTF-8"));
+    CHECK(nbt_nabla("textgen train --corpus '%s'", corpus) == 1 && strstr(nbt_err, "invalid UTF-8"));
 }
 
 TEST(seq_cli_train_lstm)
 {
-    CHECK(nabla("train --model lstm --config 28,28,16,10,gru --optim adam --limit-train 256 --epochs 1 --threads 2")
+    CHECK(nbt_nabla("train --model lstm --config 28,28,16,10,gru --optim adam --limit-train 256 --epochs 1 --threads 2")
           == 0);
-    CHECK(strstr(out_buf, "training lstm (28,28,16,10,gru") && strstr(out_buf, "test_acc"));
+    CHECK(strstr(nbt_out, "training lstm (28,28,16,10,gru") && strstr(nbt_out, "test_acc"));
 }
