@@ -19,27 +19,11 @@ import sys
 import numpy as np
 import torch
 
+from hashed_tensors import tensor
 from safetensors_io import write_f32
 
 torch.set_num_threads(1)
 torch.set_default_dtype(torch.float32)
-
-
-def hashed(n, seed):
-    """n values in [-1, 1): lowbias32 of i + seed * golden ratio, top 24 bits."""
-    m = np.uint64(0xFFFFFFFF)
-    h = (np.arange(n, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B9)) & m
-    h ^= h >> np.uint64(16)
-    h = (h * np.uint64(0x7FEB352D)) & m
-    h ^= h >> np.uint64(15)
-    h = (h * np.uint64(0x846CA68B)) & m
-    h ^= h >> np.uint64(16)
-    return ((h >> np.uint64(8)).astype(np.float64) / 8388608.0 - 1.0).astype(np.float32)
-
-
-def tensor(shape, seed, scale=1.0):
-    n = int(np.prod(shape))
-    return torch.from_numpy(hashed(n, seed).reshape(shape) * np.float32(scale))
 
 
 # name: N, C, H, W, O, (kh, kw), stride, padding, dilation, groups, bias, xstep
