@@ -1,14 +1,12 @@
 /* torch.nn.Conv2d: y = conv2d(x, W, b) with W (out, in/groups, kh, kw), b (out). */
 #include "../core/internal.h"
+#include "slots.h"
 #include <math.h>
 #include <stdio.h>
 
 /* Settings live in the module's integer slots, two 32-bit values per slot:
  * i[0] in | groups, i[1] out, i[2] weight index, i[3] bias index or -1,
  * i[4] kernel, i[5] stride, i[6] padding, i[7] dilation (each h | w). */
-static int64_t pack2(int hi, int lo) { return (int64_t)(((uint64_t)(uint32_t)hi << 32) | (uint32_t)lo); }
-static int hi32(int64_t v) { return (int)(int32_t)((uint64_t)v >> 32); }
-static int lo32(int64_t v) { return (int)(int32_t)(uint32_t)v; }
 
 static nb_conv2d_opts conv_opts(const nb_module *m)
 {

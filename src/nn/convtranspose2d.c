@@ -1,6 +1,7 @@
 /* torch.nn.ConvTranspose2d: y = conv_transpose2d(x, W, b) with
  * W (in, out/groups, kh, kw), b (out). */
 #include "../core/internal.h"
+#include "slots.h"
 #include <math.h>
 #include <stdio.h>
 
@@ -8,9 +9,6 @@
  * i[0] in | groups, i[1] out, i[2] weight index | bias index (-1: none),
  * i[3] output_padding, i[4] kernel, i[5] stride, i[6] padding,
  * i[7] dilation (each h | w). */
-static int64_t pack2(int hi, int lo) { return (int64_t)(((uint64_t)(uint32_t)hi << 32) | (uint32_t)lo); }
-static int hi32(int64_t v) { return (int)(int32_t)((uint64_t)v >> 32); }
-static int lo32(int64_t v) { return (int)(int32_t)(uint32_t)v; }
 
 static nb_conv_transpose2d_opts convt_opts(const nb_module *m)
 {
