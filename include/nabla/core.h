@@ -86,7 +86,8 @@ nb_status nb_ctx_status(const nb_ctx *ctx);
 /* Autograd on/off (PyTorch's torch.no_grad). Returns the previous setting. */
 int       nb_set_grad_enabled(nb_ctx *ctx, int enabled);
 int       nb_grad_enabled(const nb_ctx *ctx);
-/* Threads for kernels (OpenMP); <= 0 means all cores. Process-wide. */
+/* Threads for kernels (the library's own pool); <= 0 means every core this
+ * process may run on (its CPU affinity). Process-wide. */
 void      nb_set_threads(int n);
 int       nb_get_threads(void);
 

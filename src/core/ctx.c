@@ -1,5 +1,8 @@
 /* The context: arena, tape head, generator, grad mode, sticky status. */
 #include "ctx.h"
+#include <sched.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -66,25 +69,27 @@ nb_tensor *nb__op_fail(nb_ctx *c, nb_status s, const char *fmt, ...)
     return NULL;
 }
 
-static int nb__threads = 0;
+/* 0: not set, use every core this process may run on. */
+static atomic_int nb__threads;
+
+static int cores_available(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
 
 void nb_set_threads(int n)
 {
+    atomic_store(&nb__threads, n > 0 ? n : 0);
 #ifdef _OPENMP
-    if (n <= 0) n = omp_get_num_procs();
-    omp_set_num_threads(n);
-    nb__threads = n;
-#else
-    (void)n;
-    nb__threads = 1;
+    omp_set_num_threads(n > 0 ? n : cores_available());
 #endif
 }
 
 int nb_get_threads(void)
 {
-#ifdef _OPENMP
-    return nb__threads > 0 ? nb__threads : omp_get_max_threads();
-#else
-    return 1;
-#endif
+    const int n = atomic_load(&nb__threads);
+    return n > 0 ? n : cores_available();
 }

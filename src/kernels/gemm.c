@@ -21,16 +21,10 @@
  * thread count or the rectangles: results are bit-identical for 1, 2, ...
  * threads. */
 #include "../core/internal.h"
+#include "../core/pool.h"
 #include "simd.h"
 #include <pthread.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdint.h>
-#include <time.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #ifdef NB_OPENBLAS
 #include <cblas.h>
@@ -422,68 +416,28 @@ static void scale_c(int M, int N, float beta, float *C, int ldc)
 }
 
 /* ---- threads ------------------------------------------------------------------
- * nb_gemm runs on its own helper threads rather than an OpenMP team. An
- * OpenMP region ends in a barrier that waits for every thread of the team,
- * and libgomp's idle threads spin for milliseconds: when other processes
- * share the cores, a spinning or preempted team member is descheduled for a
- * whole time slice and every region waits for it (measured on this 2-core
- * box beside other jobs: 2-thread GEMMs at 0.4-7 GFLOP/s against 180 on one
- * thread). Here the caller never waits for a helper that has not started:
- * C is cut into one rectangle per thread; each thread first claims its own
- * (the data of its previous call, often still in its caches), then any
- * left, so a late helper finds its rectangle done by the others. A helper
- * with no work spins only briefly before it sleeps. Which thread computes
- * a rectangle changes no result bit. */
+ * C is cut into one rectangle per thread, the tasks of a job of the
+ * library's pool (src/core/pool.h): the caller never waits for a helper
+ * that has not started, and which thread computes a rectangle changes no
+ * result bit. */
 
 /* Below this many flops one thread is faster than handing half to a helper
  * (measured with the helper spinning: 64x48x64 2.6 us on one thread, 2.8 on
  * two; 64x64x64 3.1 and 2.9; 64x100x128 10.9 and 7.3). */
 #define NB_GEMM_MT_FLOPS 5.0e5
-/* How long an idle helper spins for the next job before it sleeps: long
- * enough to bridge the small ops between the GEMMs of a training step,
- * short enough not to hold a core another thread needs. */
-#define NB_GEMM_SPIN_NS 30000
-#define NB_GEMM_MAX_THREADS 64
 
 typedef struct {
+    nb__pool_job job;
     const nb__gemm_impl *im;
     gemm_args g;
     int tr; /* the transposed path (use_transposed) */
     int M, N, mu, nu, mt, nt, tm, tn;
-    int helpers;                            /* helpers 1..helpers may join */
-    atomic_int left;                        /* rectangles not yet finished */
-    atomic_bool taken[NB_GEMM_MAX_THREADS]; /* rectangle claimed */
 } gemm_job;
 
-static struct {
-    pthread_mutex_t run;  /* one threaded GEMM at a time */
-    pthread_mutex_t lock; /* guards the sleep below */
-    pthread_cond_t wake;
-    atomic_uint gen;      /* bumped for every job */
-    atomic_int sleepers;  /* helpers waiting on `wake` */
-    atomic_int active;    /* helpers that may be reading `job` */
-    _Atomic(gemm_job *) job;
-    int nhelpers;         /* started (under `run`) */
-} pool = {.run = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
-          .wake = PTHREAD_COND_INITIALIZER};
-
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-static double now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return 1e9 * (double)t.tv_sec + (double)t.tv_nsec;
-}
-
 /* Computes rectangle t of the job's tm x tn grid of C. */
-static void run_rect(gemm_job *j, int t)
+static void run_rect(nb__pool_job *pj, int t)
 {
+    gemm_job *j = (gemm_job *)pj;
     const int ti = t / j->tn, tj = t % j->tn;
     const int i0 = split_at(j->M, j->mu, j->mt, ti, j->tm, NULL);
     const int i1 = split_at(j->M, j->mu, j->mt, ti + 1, j->tm, NULL);
@@ -492,129 +446,6 @@ static void run_rect(gemm_job *j, int t)
     if (i1 > i0 && j1 > j0 &&
         !(j->tr ? gemm_block_t : gemm_block)(j->im, &j->g, i0, i1 - i0, j0, j1 - j0))
         gemm_block_ref(&j->g, i0, i1 - i0, j0, j1 - j0);
-}
-
-/* Thread `me` (0: the caller) computes its own rectangle, then any left. */
-static void work(gemm_job *j, int me)
-{
-    const int n = j->tm * j->tn;
-    for (int i = 0; i < n; i++) {
-        const int t = (me + i) % n;
-        if (!atomic_exchange(&j->taken[t], 1)) {
-            run_rect(j, t);
-            atomic_fetch_sub(&j->left, 1);
-        }
-    }
-}
-
-/* Waits until gen differs from seen (spinning NB_GEMM_SPIN_NS, then
- * asleep) and returns it. */
-static unsigned wait_job(unsigned seen)
-{
-    unsigned g;
-    const double t0 = now_ns();
-    for (int i = 0; (g = atomic_load(&pool.gen)) == seen; i++) {
-        if ((i & 63) != 63 || now_ns() - t0 < NB_GEMM_SPIN_NS) {
-            cpu_relax();
-            continue;
-        }
-        pthread_mutex_lock(&pool.lock);
-        atomic_fetch_add(&pool.sleepers, 1);
-        while ((g = atomic_load(&pool.gen)) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
-        atomic_fetch_sub(&pool.sleepers, 1);
-        pthread_mutex_unlock(&pool.lock);
-        break;
-    }
-    return g;
-}
-
-/* Helper `id` (1, 2, ...): works on each job that wants that many threads.
- * `active` brackets every look at the job, so its owner can return once
- * the count drops to zero (the job lives on the owner's stack). */
-static void *helper_main(void *arg)
-{
-    const int id = (int)(uintptr_t)arg;
-    unsigned seen = 0;
-    for (;;) {
-        seen = wait_job(seen);
-        atomic_fetch_add(&pool.active, 1);
-        gemm_job *j = atomic_load(&pool.job);
-        if (j && id <= j->helpers) work(j, id);
-        atomic_fetch_sub(&pool.active, 1);
-    }
-    return NULL;
-}
-
-/* In a child of fork() only the forking thread exists: no helpers, and
- * the pool's locks and counts as if none had ever run. */
-static void pool_after_fork(void)
-{
-    pthread_mutex_init(&pool.run, NULL);
-    pthread_mutex_init(&pool.lock, NULL);
-    pthread_cond_init(&pool.wake, NULL);
-    atomic_store(&pool.sleepers, 0);
-    atomic_store(&pool.active, 0);
-    atomic_store(&pool.job, NULL);
-    pool.nhelpers = 0;
-}
-
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-static void fork_init(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
-
-/* Starts helpers until there are n (under pool.run); returns how many run.
- * Helpers block every signal: the caller's threads handle them. */
-static int start_helpers(int n)
-{
-    pthread_once(&fork_once, fork_init);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    while (pool.nhelpers < n) {
-        pthread_attr_t at;
-        pthread_t t;
-        int ok = pthread_attr_init(&at) == 0;
-        ok = ok && pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0 &&
-             pthread_create(&t, &at, helper_main, (void *)(uintptr_t)(pool.nhelpers + 1)) == 0;
-        pthread_attr_destroy(&at);
-        if (!ok) break;
-        pool.nhelpers++;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return pool.nhelpers;
-}
-
-/* Waits, spinning and then yielding the core, until *v == 0. */
-static void wait_zero(atomic_int *v)
-{
-    for (int i = 0; atomic_load(v) != 0; i++) {
-        if (i < 2000) cpu_relax();
-        else sched_yield(); /* a preempted helper may need this core */
-    }
-}
-
-/* The job's tm x tn rectangles on the caller and helpers 1..tm*tn-1.
- * Returns 0 when another thread's GEMM holds the helpers (nothing done). */
-static int run_threaded(gemm_job *j)
-{
-    const int n = j->tm * j->tn;
-    if (pthread_mutex_trylock(&pool.run) != 0) return 0;
-    const int started = start_helpers(n - 1);
-    j->helpers = started < n - 1 ? started : n - 1;
-    atomic_init(&j->left, n);
-    for (int t = 0; t < n; t++) atomic_init(&j->taken[t], 0);
-    atomic_store(&pool.job, j);
-    atomic_fetch_add(&pool.gen, 1);
-    if (atomic_load(&pool.sleepers) > 0) {
-        pthread_mutex_lock(&pool.lock);
-        pthread_cond_broadcast(&pool.wake);
-        pthread_mutex_unlock(&pool.lock);
-    }
-    work(j, 0);
-    wait_zero(&j->left); /* rectangles that helpers still compute */
-    atomic_store(&pool.job, NULL);
-    wait_zero(&pool.active); /* nobody reads *j any more */
-    pthread_mutex_unlock(&pool.run);
-    return 1;
 }
 
 void nb_gemm(int transa, int transb, int M, int N, int K, float alpha,
@@ -626,7 +457,8 @@ void nb_gemm(int transa, int transb, int M, int N, int K, float alpha,
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    gemm_job j = {.im = get_impl(), .g = {transa, transb, K, alpha, beta, A, B, lda, ldb, ldc, C}, .M = M, .N = N};
+    gemm_job j = {.job = {.run = run_rect},
+                  .im = get_impl(), .g = {transa, transb, K, alpha, beta, A, B, lda, ldb, ldc, C}, .M = M, .N = N};
     j.tr = use_transposed(j.im, &j.g, M);
     /* micro-tile sizes along M and N (swapped on the transposed path) */
     j.mu = j.tr ? j.im->nr : j.im->mr;
@@ -634,17 +466,11 @@ void nb_gemm(int transa, int transb, int M, int N, int K, float alpha,
     j.mt = (M + j.mu - 1) / j.mu;
     j.nt = (N + j.nu - 1) / j.nu;
 
-    int nth = nb_get_threads();
-#ifdef _OPENMP
-    if (omp_in_parallel()) nth = 1; /* already inside a parallel caller */
-#endif
-    if (2.0 * M * N * K < NB_GEMM_MT_FLOPS) nth = 1;
-    if (nth > NB_GEMM_MAX_THREADS) nth = NB_GEMM_MAX_THREADS;
+    const int nth = nb__par_parts(j.mt * j.nt, 2.0 * M * N * K >= NB_GEMM_MT_FLOPS);
     j.tm = j.tn = 1;
     if (nth > 1) choose_grid(nth, M, N, j.mu, j.nu, C, ldc, &j.tm, &j.tn);
-    if (j.tm * j.tn > 1 && run_threaded(&j)) return;
-    j.tm = j.tn = 1;
-    run_rect(&j, 0);
+    j.job.ntasks = j.tm * j.tn;
+    nb__pool_run(&j.job);
 }
 
 #endif /* NB_OPENBLAS */

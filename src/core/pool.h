@@ -1,0 +1,45 @@
+/* The library's one thread pool: nb_gemm and every parallel loop of the
+ * ops and optimizers run on it (private to libnabla).
+ *
+ * A job is a fixed number of tasks. The caller and up to ntasks - 1 helper
+ * threads each claim their own task first, then any left, so the caller
+ * never waits for a helper that has not started: a late or descheduled
+ * helper finds its task done by the others. Which thread runs a task never
+ * changes a result bit. One job runs at a time; a job started while another
+ * runs (a loop inside a task, another thread's call) runs all its tasks on
+ * its caller. */
+#ifndef NABLA_POOL_H
+#define NABLA_POOL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define NB__POOL_MAX_THREADS 64
+
+typedef struct nb__pool_job nb__pool_job;
+struct nb__pool_job {
+    void (*run)(nb__pool_job *j, int task); /* computes task 0 .. ntasks-1 */
+    int ntasks;                             /* <= NB__POOL_MAX_THREADS */
+    /* the pool's bookkeeping */
+    int helpers;
+    atomic_int left;
+    atomic_bool taken[NB__POOL_MAX_THREADS];
+};
+
+/* Runs every task of j (on the caller alone when ntasks is 1 or the pool is
+ * busy) and returns when all are done. */
+void nb__pool_run(nb__pool_job *j);
+
+/* The parallel loop of the ops: fn(ctx, lo, hi, part) for `parts`
+ * contiguous ranges [lo, hi) that cover [0, n), of sizes differing by at
+ * most one, part = 0 .. parts-1 (an index for per-part scratch). The ranges
+ * depend on n and parts alone. */
+typedef void (*nb__range_fn)(void *ctx, int64_t lo, int64_t hi, int part);
+void nb__par_for(int64_t n, int parts, nb__range_fn fn, void *ctx);
+
+/* How many parts a loop of n items should use: 1 when !par, else the
+ * thread count (nb_get_threads) capped by n. Inside a task of a running
+ * job it is 1: the pool is taken, so more parts would only run in turn. */
+int nb__par_parts(int64_t n, int par);
+
+#endif
