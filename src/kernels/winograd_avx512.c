@@ -31,9 +31,77 @@ static inline __m512 row_load(const float *r, int64_t n, int64_t c)
     return _mm512_maskz_loadu_ps(m, r + c); /* lanes outside m are not read */
 }
 
+/* The rows down a tile row segment (B^T d): r[i] for the 4 input rows
+ * under tiles tx0 .. tx0 + m of tile row ty, columns 2 tx0 - pw + 0..15. */
+static inline void down_rows(const nb__wg_geom *g, const float *plane, int64_t ty, int64_t tx0, __m512 r[4])
+{
+    const int64_t c0 = 2 * tx0 - g->pw;
+    __m512 a[4];
+    for (int i = 0; i < 4; i++) {
+        const int64_t ih = 2 * ty - g->ph + i;
+        a[i] = ih >= 0 && ih < g->H ? row_load(plane + ih * g->W, g->W, c0) : _mm512_setzero_ps();
+    }
+    r[0] = _mm512_sub_ps(a[0], a[2]);
+    r[1] = _mm512_add_ps(a[1], a[2]);
+    r[2] = _mm512_sub_ps(a[2], a[1]);
+    r[3] = _mm512_sub_ps(a[1], a[3]);
+}
+
+/* input() for images whose tile rows hold at most 7 tiles: one vector
+ * holds a segment's 2m + 2 <= 16 columns, so two consecutive segments of
+ * V share each vector (lanes 0 .. ma-1 the first's tiles, then the
+ * second's): half the loads, arithmetic and stores of the 8-lane path. */
+static void input_narrow(const nb__wg_geom *g, const float *x, int64_t t0, int64_t t1, float *V, int64_t ch,
+                         int64_t vs)
+{
+    const int64_t C = g->C, HW = g->H * g->W, T = g->th * g->tw;
+    __m512i idx[8][4]; /* [ma][s]: lane l < ma column 2l + s of a, else of b */
+    for (int ma = 1; ma < 8; ma++)
+        for (int s = 0; s < 4; s++) {
+            int32_t l[16];
+            for (int k = 0; k < 16; k++) l[k] = k < ma ? 2 * k + s : (16 + 2 * (k - ma) + s) & 31;
+            idx[ma][s] = _mm512_loadu_si512(l);
+        }
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t t = t0; t < t1;) {
+            int64_t n = t / T, ty = t % T / g->tw, tx0 = t % g->tw;
+            const int64_t ma = g->tw - tx0 < t1 - t ? g->tw - tx0 : t1 - t;
+            __m512 ra[4], rb[4];
+            down_rows(g, x + (n * C + c) * HW, ty, tx0, ra);
+            const int64_t u = t + ma;
+            int64_t mb = 0;
+            if (u < t1) {
+                n = u / T, ty = u % T / g->tw, tx0 = u % g->tw;
+                mb = g->tw - tx0 < t1 - u ? g->tw - tx0 : t1 - u;
+                down_rows(g, x + (n * C + c) * HW, ty, tx0, rb);
+            } else {
+                for (int i = 0; i < 4; i++) rb[i] = _mm512_setzero_ps();
+            }
+            const __mmask16 st = (__mmask16)((1u << (ma + mb)) - 1u);
+            const __m512i *ix = idx[ma];
+            float *v = V + c * ch + (t - t0);
+            for (int i = 0; i < 4; i++) { /* across: columns 2t, 2t+1, 2t+2, 2t+3 */
+                const __m512 e = _mm512_permutex2var_ps(ra[i], ix[0], rb[i]);
+                const __m512 o = _mm512_permutex2var_ps(ra[i], ix[1], rb[i]);
+                const __m512 e1 = _mm512_permutex2var_ps(ra[i], ix[2], rb[i]);
+                const __m512 o1 = _mm512_permutex2var_ps(ra[i], ix[3], rb[i]);
+                float *vi = v + 4 * i * vs;
+                _mm512_mask_storeu_ps(vi, st, _mm512_sub_ps(e, e1));
+                _mm512_mask_storeu_ps(vi + vs, st, _mm512_add_ps(o, e1));
+                _mm512_mask_storeu_ps(vi + 2 * vs, st, _mm512_sub_ps(e1, o));
+                _mm512_mask_storeu_ps(vi + 3 * vs, st, _mm512_sub_ps(o, o1));
+            }
+            t = u + mb;
+        }
+}
+
 static void input(const nb__wg_geom *g, const float *x, int64_t t0, int64_t t1, float *V, int64_t ch, int64_t vs)
 {
     const int64_t C = g->C, H = g->H, W = g->W, HW = H * W;
+    if (2 * g->tw + 2 <= 16) {
+        input_narrow(g, x, t0, t1, V, ch, vs);
+        return;
+    }
     const __m512i ie = cols(0), io = cols(1), ie1 = cols(2), io1 = cols(3);
     /* channel by channel: the rows of a plane are read in order */
     for (int64_t c = 0; c < C; c++) NB__WG_FOR_ROWS(g, t0, t1, {
@@ -76,9 +144,68 @@ static void input(const nb__wg_geom *g, const float *x, int64_t t0, int64_t t1, 
     });
 }
 
+/* Segment t of tiles [t0, t1): its sample, tile row, first column and
+ * length (to the row's end or t1). */
+static inline int64_t segment(const nb__wg_geom *g, int64_t t, int64_t t1, int64_t *n, int64_t *ty, int64_t *tx0)
+{
+    const int64_t T = g->th * g->tw;
+    *n = t / T, *ty = t % T / g->tw, *tx0 = t % g->tw;
+    return g->tw - *tx0 < t1 - t ? g->tw - *tx0 : t1 - t;
+}
+
+/* output() when a tile row holds at most 8 tiles: two segments' tiles per
+ * vector down the rows, each segment's columns interleaved apart. */
+static void output_narrow(const nb__wg_geom *g, const float *M, int64_t ch, int64_t ms, int64_t t0, int64_t t1,
+                          const float *bias, int add, float *y)
+{
+    const int64_t O = g->O, OW = g->OW, OHW = g->OH * OW;
+    __m512i inter[9]; /* [first tile]: lanes 2k, 2k + 1 from v0, v1 lane first + k */
+    for (int f = 0; f < 9; f++) {
+        int32_t il[16];
+        for (int k = 0; k < 16; k++) il[k] = ((f + k / 2) & 15) + (k % 2) * 16;
+        inter[f] = _mm512_loadu_si512(il);
+    }
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t t = t0; t < t1;) {
+            int64_t n[2], ty[2], tx0[2], m[2] = {0, 0};
+            m[0] = segment(g, t, t1, &n[0], &ty[0], &tx0[0]);
+            if (t + m[0] < t1) m[1] = segment(g, t + m[0], t1, &n[1], &ty[1], &tx0[1]);
+            const __mmask16 ld = (__mmask16)((1u << (m[0] + m[1])) - 1u);
+            const float *mo = M + o * ch + (t - t0);
+            __m512 s[2][4];
+            for (int j = 0; j < 4; j++) { /* down: A^T m */
+                const __m512 m0 = _mm512_maskz_loadu_ps(ld, mo + j * ms);
+                const __m512 m1 = _mm512_maskz_loadu_ps(ld, mo + (4 + j) * ms);
+                const __m512 m2 = _mm512_maskz_loadu_ps(ld, mo + (8 + j) * ms);
+                const __m512 m3 = _mm512_maskz_loadu_ps(ld, mo + (12 + j) * ms);
+                s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+            }
+            const __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+            for (int i = 0; i < 2; i++) { /* across: (A^T m) A, then each segment's columns interleaved */
+                const __m512 v0 = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]);
+                const __m512 v1 = _mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]);
+                for (int q = 0, f = 0; q < 2 && m[q]; f += (int)m[q], q++) {
+                    if (2 * ty[q] + i >= g->OH) continue;
+                    const int64_t ow = 2 * tx0[q], nw = OW - ow < 2 * m[q] ? OW - ow : 2 * m[q];
+                    const __mmask16 st = (__mmask16)((1u << nw) - 1u);
+                    float *d = y + (n[q] * O + o) * OHW + (2 * ty[q] + i) * OW + ow;
+                    __m512 v = _mm512_permutex2var_ps(v0, inter[f], v1);
+                    v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(st, d), v) : _mm512_add_ps(v, b);
+                    _mm512_mask_storeu_ps(d, st, v);
+                }
+            }
+            t += m[0] + m[1];
+        }
+}
+
 static void output(const nb__wg_geom *g, const float *M, int64_t ch, int64_t ms, int64_t t0, int64_t t1,
                    const float *bias, int add, float *y)
 {
+    if (g->tw <= 8) {
+        output_narrow(g, M, ch, ms, t0, t1, bias, add, y);
+        return;
+    }
     const int64_t O = g->O, OW = g->OW, OHW = g->OH * OW;
     int32_t il[16];
     for (int k = 0; k < 16; k++) il[k] = k / 2 + (k % 2) * 16; /* interleave two vectors' first 8 lanes */
@@ -116,8 +243,63 @@ static void output(const nb__wg_geom *g, const float *M, int64_t ch, int64_t ms,
     });
 }
 
+/* grad() when a tile row holds at most 8 tiles: two segments' tiles per
+ * vector. */
+static void grad_narrow(const nb__wg_geom *g, const float *dy, int64_t t0, int64_t t1, float *dM, int64_t ch,
+                        int64_t ms)
+{
+    const int64_t O = g->O, OW = g->OW, OHW = g->OH * OW;
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    __m512i split[9][2]; /* [tiles of the first][s]: lane l < first column 2l + s of a, else of b */
+    for (int f = 0; f < 9; f++)
+        for (int s = 0; s < 2; s++) {
+            int32_t l[16];
+            for (int k = 0; k < 16; k++) l[k] = k < f ? 2 * k + s : (16 + 2 * (k - f) + s) & 31;
+            split[f][s] = _mm512_loadu_si512(l);
+        }
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t t = t0; t < t1;) {
+            int64_t n, ty, tx0, m[2] = {0, 0};
+            __m512 y[2][2]; /* [segment][row] */
+            for (int q = 0; q < 2; q++) {
+                const int64_t u = t + (q ? m[0] : 0);
+                y[q][0] = y[q][1] = _mm512_setzero_ps();
+                if (u >= t1) continue;
+                m[q] = segment(g, u, t1, &n, &ty, &tx0);
+                const int64_t ow = 2 * tx0, nw = OW - ow < 2 * m[q] ? OW - ow : 2 * m[q];
+                const __mmask16 ld = (__mmask16)((1u << nw) - 1u);
+                const float *yr = dy + (n * O + o) * OHW + 2 * ty * OW + ow;
+                y[q][0] = _mm512_maskz_loadu_ps(ld, yr);
+                if (2 * ty + 1 < g->OH) y[q][1] = _mm512_maskz_loadu_ps(ld, yr + OW);
+            }
+            const __m512i *sp = split[m[0]];
+            const __m512 d00 = _mm512_permutex2var_ps(y[0][0], sp[0], y[1][0]);
+            const __m512 d01 = _mm512_permutex2var_ps(y[0][0], sp[1], y[1][0]);
+            const __m512 d10 = _mm512_permutex2var_ps(y[0][1], sp[0], y[1][1]);
+            const __m512 d11 = _mm512_permutex2var_ps(y[0][1], sp[1], y[1][1]);
+            const __m512 r[4][2] = {{d00, d01},
+                                    {_mm512_add_ps(d00, d10), _mm512_add_ps(d01, d11)},
+                                    {_mm512_sub_ps(d00, d10), _mm512_sub_ps(d01, d11)},
+                                    {_mm512_xor_ps(d10, sign), _mm512_xor_ps(d11, sign)}};
+            const __mmask16 st = (__mmask16)((1u << (m[0] + m[1])) - 1u);
+            float *d = dM + o * ch + (t - t0);
+            for (int i = 0; i < 4; i++) {
+                float *di = d + 4 * i * ms;
+                _mm512_mask_storeu_ps(di, st, r[i][0]);
+                _mm512_mask_storeu_ps(di + ms, st, _mm512_add_ps(r[i][0], r[i][1]));
+                _mm512_mask_storeu_ps(di + 2 * ms, st, _mm512_sub_ps(r[i][0], r[i][1]));
+                _mm512_mask_storeu_ps(di + 3 * ms, st, _mm512_xor_ps(r[i][1], sign));
+            }
+            t += m[0] + m[1];
+        }
+}
+
 static void grad(const nb__wg_geom *g, const float *dy, int64_t t0, int64_t t1, float *dM, int64_t ch, int64_t ms)
 {
+    if (g->tw <= 8) {
+        grad_narrow(g, dy, t0, t1, dM, ch, ms);
+        return;
+    }
     const int64_t O = g->O, OW = g->OW, OHW = g->OH * OW;
     const __m512i ie = cols(0), io = cols(1);
     const __m512 sign = _mm512_set1_ps(-0.0f);
