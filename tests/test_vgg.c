@@ -228,6 +228,7 @@ TEST(vgg11_configs)
     CHECK_ERR(nb_model_build("vgg11", "size=32,hidden=x", &rng, &m), NB_ERR_ARG, "hidden=x");
     CHECK_ERR(nb_model_build("vgg11", "size32", &rng, &m), NB_ERR_ARG, "key=value");
     CHECK_ERR(nb_model_build("vgg11", "size=8192,classes=10", &rng, &m), NB_ERR_ARG, "too many parameters");
+    CHECK_ERR(nb_model_build("vgg11", "size=32,init=he", &rng, &m), NB_ERR_ARG, "torchvision|torch|kaiming");
     CHECK(!m);
 
     /* Fashion-MNIST: 28x28 padded to 32, 1x1 map, 512*width features */
@@ -242,6 +243,18 @@ TEST(vgg11_configs)
     double ss = 0;
     for (int64_t i = 0; i < nb_tensor_numel(w); i++) ss += (double)w->data[i] * w->data[i];
     CHECK(b->data[0] == 0.0f && fabs(sqrt(ss / (double)nb_tensor_numel(w)) - 0.01) < 0.001);
+
+    /* init=kaiming: every weight N(0, 2 / fan_in) */
+    nb_model *k = NULL;
+    CHECK_OK(nb_model_build("vgg11", "in=1,size=28,pad_to=32,classes=10,width=0.25,hidden=256,init=kaiming", &rng, &k));
+    if (k) {
+        const nb_tensor *kw = &k->params[nb_model_find_param(k, "classifier.3.weight")].t;
+        ss = 0;
+        for (int64_t i = 0; i < nb_tensor_numel(kw); i++) ss += (double)kw->data[i] * kw->data[i];
+        CHECK(fabs(sqrt(ss / (double)nb_tensor_numel(kw)) - sqrt(2.0 / 256)) < 0.003);
+        CHECK(strstr(k->config, "init=kaiming") != NULL);
+    }
+    nb_model_free(k);
 
     /* a file rebuilds the model from its metadata */
     char path[512];

@@ -62,26 +62,33 @@ static nb_status check_opts(const nb_vgg_opts *o)
         return nb__fail(NB_ERR_ARG, "vgg: width=%g must be in (0, %g]", (double)o->width, (double)VGG_MAX_WIDTH);
     if (o->hidden < 1 || o->hidden > VGG_MAX_HIDDEN)
         return nb__fail(NB_ERR_ARG, "vgg: hidden=%d (1 to %d)", o->hidden, VGG_MAX_HIDDEN);
+    if ((unsigned)o->init > NB_VGG_INIT_KAIMING) return nb__fail(NB_ERR_ARG, "vgg: init %d unknown", (int)o->init);
     if (!(o->dropout >= 0.0f && o->dropout < 1.0f))
         return nb__fail(NB_ERR_ARG, "vgg: dropout=%g must be in [0, 1)", (double)o->dropout);
     return NB_OK;
 }
 
-/* torchvision's VGG._initialize_weights: kaiming_normal_(fan_out, relu) for
- * convs, N(0, 0.01) for Linear weights, zero biases (BatchNorm keeps its
- * ones and zeros). The layer constructors drew torch's defaults first. */
-static void init_torchvision(nb_model *m, nb_rng *rng)
+/* The init= schemes other than torch's layer defaults, which the layer
+ * constructors drew first. torchvision's VGG._initialize_weights:
+ * kaiming_normal_(fan_out, relu) for convs, N(0, 0.01) for Linear weights,
+ * zero biases; kaiming: kaiming_normal_(fan_in, relu) for both, zero
+ * biases. BatchNorm keeps its ones and zeros. */
+static void init_weights(nb_model *m, nb_rng *rng, nb_vgg_init init)
 {
     for (int i = 0; i < m->nparams; i++) {
         nb_param *p = &m->params[i];
         const char *dot = strrchr(p->name, '.');
         int is_bias = dot && !strcmp(dot, ".bias");
         if (p->buffer) continue;
-        if (p->t.ndim == 4) nb_init_kaiming_normal(&p->t, rng, 0.0f, NB_FAN_OUT);
+        if (p->t.ndim == 4)
+            nb_init_kaiming_normal(&p->t, rng, 0.0f, init == NB_VGG_INIT_KAIMING ? NB_FAN_IN : NB_FAN_OUT);
+        else if (p->t.ndim == 2 && init == NB_VGG_INIT_KAIMING) nb_init_kaiming_normal(&p->t, rng, 0.0f, NB_FAN_IN);
         else if (p->t.ndim == 2) nb_init_normal(&p->t, rng, 0.0f, 0.01f);
         else if (is_bias) nb_init_constant(&p->t, 0.0f);
     }
 }
+
+static const char *const init_names[] = {"torchvision", "torch", "kaiming"};
 
 static nb_tensor *vgg_forward(nb_module *m, nb_ctx *ctx, nb_tensor *x)
 {
@@ -154,7 +161,7 @@ static nb_status build_vgg(nb_model *m, const nb_vgg_opts *o, nb_rng *rng)
     if (!s) s = build_classifier(m, classifier, o, rng, (int)flat);
     if (!s) s = nb_module_add_child(root, "features", features);
     if (!s) s = nb_module_add_child(root, "classifier", classifier);
-    if (!s && !o->torch_init) init_torchvision(m, rng);
+    if (!s && o->init != NB_VGG_INIT_TORCH) init_weights(m, rng, o->init);
     return s;
 }
 
@@ -182,14 +189,14 @@ static nb_status parse_pair(const char *key, size_t klen, const char *val, nb_vg
         return NB_OK;
     }
     size_t vlen = strcspn(val, ",");
-    if (klen == 4 && !strncmp(key, "init", 4) && (vlen == 5 || vlen == 11)) {
-        if (!strncmp(val, "torch", vlen) || !strncmp(val, "torchvision", vlen)) {
-            o->torch_init = vlen == 5;
-            return NB_OK;
-        }
-    }
+    if (klen == 4 && !strncmp(key, "init", 4))
+        for (int i = 0; i < 3; i++)
+            if (strlen(init_names[i]) == vlen && !strncmp(val, init_names[i], vlen)) {
+                o->init = (nb_vgg_init)i;
+                return NB_OK;
+            }
     return nb__fail(NB_ERR_ARG, "vgg: bad config entry \"%.*s=%.*s\" (keys: in, size, pad_to, classes, width, "
-                    "hidden, dropout, init=torchvision|torch)", (int)klen, key, (int)vlen, val);
+                    "hidden, dropout, init=torchvision|torch|kaiming)", (int)klen, key, (int)vlen, val);
 }
 
 nb_status nb_vgg_parse_config(const char *config, nb_vgg_opts *o)
@@ -231,7 +238,7 @@ nb_status nb_vgg11(const nb_vgg_opts *o, nb_rng *rng, nb_model **out)
     char config[256];
     snprintf(config, sizeof config, "in=%d,size=%d,pad_to=%d,classes=%d,width=%.9g,hidden=%d,dropout=%.9g,init=%s",
              o->in_channels, o->size, o->pad_to, o->num_classes, (double)o->width, o->hidden, (double)o->dropout,
-             o->torch_init ? "torch" : "torchvision");
+             init_names[o->init]);
     nb_model *m = nb_model_new(o->batch_norm ? "vgg11_bn" : "vgg11", config);
     if (!m) return NB_ERR_NOMEM;
     s = build_vgg(m, o, rng);
