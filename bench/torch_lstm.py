@@ -7,15 +7,11 @@ Linear(256, 100) over every position of 100), random data, batch 64, SGD
 rounds of --seconds, median). Prints peak RSS, then on its last line:
     "torch 1.13.0 lstm rows train batch 64 threads 2: 2500 seq/s"
 Run with Debian's python3-torch: /usr/bin/python3 bench/torch_lstm.py --model char"""
-import argparse
-import resource
-import statistics
-import sys
-import time
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_timing import arguments, median_rate, peak_rss_mib
 
 
 class Rows(nn.Module):
@@ -42,12 +38,8 @@ class Char(nn.Module):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = arguments("PyTorch peer of bench_lstm")
     ap.add_argument("--model", choices=("rows", "char"), default="rows")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seconds", type=float, default=1.0)
-    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -65,26 +57,10 @@ def main():
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    k, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 0.3 or k < 5:  # warm-up
-        step()
-        k += 1
-    rates = []
-    for rd in range(a.rounds):
-        steps, t0, c0 = 0, time.perf_counter(), time.process_time()
-        while True:
-            step()
-            steps += 1
-            t = time.perf_counter() - t0
-            if t >= a.seconds:
-                break
-        rates.append(steps * a.batch / t)
-        cpu = 1e3 * (time.process_time() - c0) / steps  # all threads: steadier on shared cores
-        print(f"  round {rd + 1}: {steps} steps, {rates[-1]:.0f} seq/s, {1e3 * t / steps:.2f} ms/step, "
-              f"{cpu:.2f} CPU ms/step", file=sys.stderr)
-    print(f"torch lstm {a.model} peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
+    rate = median_rate(step, a.batch, a.seconds, a.rounds, "seq/s", 5)
+    print(f"torch lstm {a.model} peak RSS: {peak_rss_mib():.1f} MiB")
     print(f"torch {torch.__version__} lstm {a.model} train batch {a.batch} threads {torch.get_num_threads()}: "
-          f"{statistics.median(rates):.0f} seq/s")
+          f"{rate:.0f} seq/s")
 
 
 if __name__ == "__main__":

@@ -7,17 +7,15 @@ process's peak resident memory (getrusage ru_maxrss), "torch cnn peak RSS:
 612.0 MiB"; the last line:
     "torch 1.13.0 mlp train batch 64 threads 2 (Fashion-MNIST): 17000 img/s"
 Run with Debian's python3-torch: /usr/bin/python3 bench/torch_train.py --model cnn"""
-import argparse
 import gzip
 import os
-import resource
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_timing import arguments, median_rate, peak_rss_mib
 
 SYNTHETIC = 60000
 
@@ -45,12 +43,8 @@ def fashion_mnist_train():
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = arguments("PyTorch peer of bench_mlp and bench_cnn")
     ap.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seconds", type=float, default=1.0)
-    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -85,23 +79,10 @@ def main():
         opt.step()
         k += 1
 
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < 0.3 or k < 20:  # warm-up
-        step()
-    rates = []
-    for rd in range(a.rounds):
-        steps, t0 = 0, time.perf_counter()
-        while True:
-            step()
-            steps += 1
-            t = time.perf_counter() - t0
-            if t >= a.seconds:
-                break
-        rates.append(steps * a.batch / t)
-        print(f"  round {rd + 1}: {steps} steps, {rates[-1]:.0f} img/s", file=sys.stderr)
-    print(f"torch {a.model} peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
+    rate = median_rate(step, a.batch, a.seconds, a.rounds, "img/s", 20)
+    print(f"torch {a.model} peak RSS: {peak_rss_mib():.1f} MiB")
     print(f"torch {torch.__version__} {a.model} train batch {a.batch} threads {torch.get_num_threads()} "
-          f"({source}): {statistics.median(rates):.0f} img/s")
+          f"({source}): {rate:.0f} img/s")
 
 
 if __name__ == "__main__":
