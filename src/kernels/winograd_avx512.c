@@ -47,6 +47,25 @@ static inline void down_rows(const nb__wg_geom *g, const float *plane, int64_t t
     r[3] = _mm512_sub_ps(a[1], a[3]);
 }
 
+/* Segment t of tiles [t0, t1): its sample, tile row, first column and
+ * length (to the row's end or t1). */
+static inline int64_t segment(const nb__wg_geom *g, int64_t t, int64_t t1, int64_t *n, int64_t *ty, int64_t *tx0)
+{
+    const int64_t T = g->th * g->tw;
+    *n = t / T, *ty = t % T / g->tw, *tx0 = t % g->tw;
+    return g->tw - *tx0 < t1 - t ? g->tw - *tx0 : t1 - t;
+}
+
+/* The permute of two segments' columns into one vector: lane l < first
+ * takes column 2l + s of a (lanes 0-15), the others column 2(l - first) +
+ * s of b (lanes 16-31). */
+static __m512i two_segments(int first, int s)
+{
+    int32_t l[16];
+    for (int k = 0; k < 16; k++) l[k] = k < first ? 2 * k + s : (16 + 2 * (k - first) + s) & 31;
+    return _mm512_loadu_si512(l);
+}
+
 /* input() for images whose tile rows hold at most 7 tiles: one vector
  * holds a segment's 2m + 2 <= 16 columns, so two consecutive segments of
  * V share each vector (lanes 0 .. ma-1 the first's tiles, then the
@@ -54,25 +73,20 @@ static inline void down_rows(const nb__wg_geom *g, const float *plane, int64_t t
 static void input_narrow(const nb__wg_geom *g, const float *x, int64_t t0, int64_t t1, float *V, int64_t ch,
                          int64_t vs)
 {
-    const int64_t C = g->C, HW = g->H * g->W, T = g->th * g->tw;
-    __m512i idx[8][4]; /* [ma][s]: lane l < ma column 2l + s of a, else of b */
+    const int64_t C = g->C, HW = g->H * g->W;
+    __m512i idx[8][4]; /* [tiles of the first segment][column 0..3 of a tile] */
     for (int ma = 1; ma < 8; ma++)
-        for (int s = 0; s < 4; s++) {
-            int32_t l[16];
-            for (int k = 0; k < 16; k++) l[k] = k < ma ? 2 * k + s : (16 + 2 * (k - ma) + s) & 31;
-            idx[ma][s] = _mm512_loadu_si512(l);
-        }
+        for (int s = 0; s < 4; s++) idx[ma][s] = two_segments(ma, s);
     for (int64_t c = 0; c < C; c++)
         for (int64_t t = t0; t < t1;) {
-            int64_t n = t / T, ty = t % T / g->tw, tx0 = t % g->tw;
-            const int64_t ma = g->tw - tx0 < t1 - t ? g->tw - tx0 : t1 - t;
+            int64_t n, ty, tx0;
+            const int64_t ma = segment(g, t, t1, &n, &ty, &tx0);
             __m512 ra[4], rb[4];
             down_rows(g, x + (n * C + c) * HW, ty, tx0, ra);
             const int64_t u = t + ma;
             int64_t mb = 0;
             if (u < t1) {
-                n = u / T, ty = u % T / g->tw, tx0 = u % g->tw;
-                mb = g->tw - tx0 < t1 - u ? g->tw - tx0 : t1 - u;
+                mb = segment(g, u, t1, &n, &ty, &tx0);
                 down_rows(g, x + (n * C + c) * HW, ty, tx0, rb);
             } else {
                 for (int i = 0; i < 4; i++) rb[i] = _mm512_setzero_ps();
@@ -142,15 +156,6 @@ static void input(const nb__wg_geom *g, const float *x, int64_t t0, int64_t t1, 
             }
         }
     });
-}
-
-/* Segment t of tiles [t0, t1): its sample, tile row, first column and
- * length (to the row's end or t1). */
-static inline int64_t segment(const nb__wg_geom *g, int64_t t, int64_t t1, int64_t *n, int64_t *ty, int64_t *tx0)
-{
-    const int64_t T = g->th * g->tw;
-    *n = t / T, *ty = t % T / g->tw, *tx0 = t % g->tw;
-    return g->tw - *tx0 < t1 - t ? g->tw - *tx0 : t1 - t;
 }
 
 /* output() when a tile row holds at most 8 tiles: two segments' tiles per
@@ -250,13 +255,9 @@ static void grad_narrow(const nb__wg_geom *g, const float *dy, int64_t t0, int64
 {
     const int64_t O = g->O, OW = g->OW, OHW = g->OH * OW;
     const __m512 sign = _mm512_set1_ps(-0.0f);
-    __m512i split[9][2]; /* [tiles of the first][s]: lane l < first column 2l + s of a, else of b */
+    __m512i split[9][2]; /* [tiles of the first segment][even, odd columns] */
     for (int f = 0; f < 9; f++)
-        for (int s = 0; s < 2; s++) {
-            int32_t l[16];
-            for (int k = 0; k < 16; k++) l[k] = k < f ? 2 * k + s : (16 + 2 * (k - f) + s) & 31;
-            split[f][s] = _mm512_loadu_si512(l);
-        }
+        for (int s = 0; s < 2; s++) split[f][s] = two_segments(f, s);
     for (int64_t o = 0; o < O; o++)
         for (int64_t t = t0; t < t1;) {
             int64_t n, ty, tx0, m[2] = {0, 0};
