@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "on_threads.inc"
+
 typedef struct { const char *name; int ta, tb, M, N, K; } shape;
 
 static const shape shapes[] = {
@@ -121,12 +123,9 @@ static double fma_peak(int threads)
     const long iters = lanes == 16 ? 1000000 : 500000;
     double best = 1e30;
     for (double start = now(); now() - start < 0.3;) {
-        float sink = 0;
         double t = now();
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-        sink += lanes == 16 ? probe_avx512(iters) : probe_avx2(iters);
+        probe_sink = on_threads(threads, lanes == 16 ? probe_avx512 : probe_avx2, iters);
         t = now() - t;
-        probe_sink = sink;
         if (t < best) best = t;
     }
     return 2.0 * lanes * PROBE_CHAINS * (double)iters * threads / best * 1e-9;

@@ -20,6 +20,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "on_threads.inc"
+
 static double clock_s(clockid_t id)
 {
     struct timespec ts;
@@ -63,12 +65,9 @@ static double fma_peak(int threads)
     const long iters = 200000;
     double best = 1e30;
     for (double start = now(); now() - start < 0.3;) {
-        float s = 0;
         double t = now();
-#pragma omp parallel num_threads(threads) reduction(+ : s)
-        s += fma_chains(iters);
+        sink = on_threads(threads, fma_chains, iters);
         t = now() - t;
-        sink = s;
         if (t < best) best = t;
     }
     return 2.0 * 16 * CHAINS * (double)iters * threads / best * 1e-9;

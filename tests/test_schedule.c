@@ -12,9 +12,6 @@
 #include "test.h"
 #include <stdint.h>
 #include <stdlib.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define STEPS 40
 #define TOL 1e-6        /* clipping */
@@ -717,9 +714,7 @@ TEST(clip_large_deterministic)
     }
     for (int i = 0; i < 7; i++) m->params[1].t.grad[i] = 0.25f * (float)(i - 3);
     const double types[] = {2, 1, 3, INFINITY};
-#ifdef _OPENMP
-    const int threads = omp_get_max_threads();
-#endif
+    const int threads = nb_get_threads();
     for (int k = 0; k < 4; k++) {
         double want = 0, got[2];
         for (int p = 0; p < 2; p++)
@@ -729,14 +724,10 @@ TEST(clip_large_deterministic)
             }
         if (!isinf(types[k])) want = pow(want, 1 / types[k]);
         for (int t = 0; t < 2; t++) {
-#ifdef _OPENMP
-            omp_set_num_threads(t + 1);
-#endif
+            nb_set_threads(t + 1);
             CHECK_OK(nb_clip_grad_norm(m, INFINITY, types[k], 1, &got[t]));
         }
-#ifdef _OPENMP
-        omp_set_num_threads(threads);
-#endif
+        nb_set_threads(threads);
         CHECK_MSG(got[0] == got[1], "norm %g: %.17g with 1 thread, %.17g with 2", types[k], got[0], got[1]);
         CHECK_MSG(rel(got[0], want) <= 1e-12, "norm %g: %.17g, plain sum %.17g", types[k], got[0], want);
     }

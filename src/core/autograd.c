@@ -79,6 +79,15 @@ static int input_grads(nb_ctx *ctx, nb__node *n)
     return 1;
 }
 
+static _Thread_local const nb__backward_hook *backward_hook;
+
+const nb__backward_hook *nb__set_backward_hook(const nb__backward_hook *h)
+{
+    const nb__backward_hook *old = backward_hook;
+    backward_hook = h;
+    return old;
+}
+
 float *nb__grad(nb_ctx *ctx, nb_tensor *t)
 {
     if (!t->grad) {
@@ -104,13 +113,17 @@ nb_status nb_backward(nb_ctx *ctx, nb_tensor *loss)
     float *g = nb__grad(ctx, loss);
     if (!g) return nb__fail(NB_ERR_NOMEM, "backward: out of memory");
     g[0] += 1.0f;
-    for (nb__node *n = ctx->tape; n; n = n->prev) {
-        if (!n->out->grad) continue;   /* the loss does not depend on it */
-        if (!input_grads(ctx, n)) return nb__fail(NB_ERR_NOMEM, "backward: out of memory");
-        nb_status s = nb__backward[n->op](ctx, n);
-        if (s) return s;
+    const nb__backward_hook *h = backward_hook;
+    nb_status s = h ? h->begin(h->user, ctx->tape) : NB_OK;
+    int64_t k = 0;
+    for (nb__node *n = ctx->tape; n && !s; n = n->prev, k++) {
+        if (n->out->grad) {   /* else the loss does not depend on it */
+            if (!input_grads(ctx, n)) return nb__fail(NB_ERR_NOMEM, "backward: out of memory");
+            s = nb__backward[n->op](ctx, n);
+        }
+        if (h && !s) s = h->after(h->user, k);
     }
-    return NB_OK;
+    return s;
 }
 
 nb_tensor *nb_detach(nb_ctx *ctx, nb_tensor *x)

@@ -3,9 +3,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 nb_ctx *nb_ctx_new(uint64_t seed)
 {
@@ -83,9 +80,6 @@ static int cores_available(void)
 void nb_set_threads(int n)
 {
     atomic_store(&nb__threads, n > 0 ? n : 0);
-#ifdef _OPENMP
-    omp_set_num_threads(n > 0 ? n : cores_available());
-#endif
 }
 
 int nb_get_threads(void)

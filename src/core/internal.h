@@ -35,19 +35,9 @@ nb_tensor *nb__op_fail(nb_ctx *ctx, nb_status s, const char *fmt, ...) NB__PRINT
 /* Makes ctx remember an error already recorded with nb__fail. */
 void nb__ctx_set_status(nb_ctx *ctx, nb_status s);
 
-/* for (int64_t i = 0; i < n; i++) body, on OpenMP threads with a static
- * schedule when par. Small loops skip OpenMP altogether: even a false `if`
- * clause starts a team, which costs more than a small op. Static schedules
- * keep results independent of the thread count. */
-#define NB_PAR_FOR(par, i, n, ...)                                              \
-    do {                                                                        \
-        if (par) {                                                              \
-            _Pragma("omp parallel for schedule(static)")                        \
-            for (int64_t i = 0; i < (n); i++) { __VA_ARGS__; }                  \
-        } else {                                                                \
-            for (int64_t i = 0; i < (n); i++) { __VA_ARGS__; }                  \
-        }                                                                       \
-    } while (0)
+/* The parallel loops (nb__par_for, nb__par_parts) of the ops, layers and
+ * optimizers run on the library's one thread pool. */
+#include "pool.h"
 
 /* ---- ops ------------------------------------------------------------------ */
 enum {
@@ -88,6 +78,20 @@ typedef nb_status (*nb__backward_fn)(nb_ctx *ctx, nb__node *n);
  * or NULL when nothing is recorded. Copies the `in` array. On an allocation
  * failure it returns NULL and sets ctx status. */
 nb__node *nb__record(nb_ctx *ctx, int op, nb_tensor *out, nb_tensor *const *in, int nin);
+
+/* A watcher of nb_backward on the calling thread (data parallelism,
+ * src/dist/dist.c, starts each gradient bucket's all-reduce as soon as the
+ * backward has finished with it): begin sees the tape (newest node first,
+ * through prev) before the walk; after(k) runs once the walk is done with
+ * its k-th node (from 0; nodes the loss does not depend on count too). A
+ * failure stops the backward with its status. Thread-local; NULL (the
+ * default) costs one test per node. Returns the previous hook. */
+typedef struct nb__backward_hook {
+    nb_status (*begin)(void *user, const nb__node *tape);
+    nb_status (*after)(void *user, int64_t k);
+    void *user;
+} nb__backward_hook;
+const nb__backward_hook *nb__set_backward_hook(const nb__backward_hook *h);
 
 /* Return NULL from the calling op when any of the first n inputs is NULL. */
 int nb__any_null(nb_tensor *const *in, int n);

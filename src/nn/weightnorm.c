@@ -17,6 +17,7 @@
  * caught at its first forward (NB_ERR_STATE) rather than silently using v. */
 #include "../core/internal.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #define WN_MAX_KINDS 32
@@ -27,6 +28,7 @@ static struct {
     nb_module_vt vt;
 } wn_kinds[WN_MAX_KINDS];
 static int wn_nkinds;
+static pthread_mutex_t wn_kinds_lock = PTHREAD_MUTEX_INITIALIZER; /* threads may wrap layers at once */
 
 static nb_tensor *wn_forward(nb_module *m, nb_ctx *ctx, nb_tensor *x);
 
@@ -44,18 +46,17 @@ static const nb_module_vt wn_state_vt = {"WeightNormState", state_forward, NULL,
 static int wrapper_kind(const nb_module_vt *orig)
 {
     int k = -1;
-#pragma omp critical(nb_weight_norm_kinds)
-    {
-        for (int i = 0; i < wn_nkinds && k < 0; i++)
-            if (wn_kinds[i].orig == orig) k = i;
-        if (k < 0 && wn_nkinds < WN_MAX_KINDS) {
-            k = wn_nkinds;
-            wn_kinds[k].orig = orig;
-            wn_kinds[k].vt = *orig;
-            wn_kinds[k].vt.forward = wn_forward;
-            wn_nkinds++;
-        }
+    pthread_mutex_lock(&wn_kinds_lock);
+    for (int i = 0; i < wn_nkinds && k < 0; i++)
+        if (wn_kinds[i].orig == orig) k = i;
+    if (k < 0 && wn_nkinds < WN_MAX_KINDS) {
+        k = wn_nkinds;
+        wn_kinds[k].orig = orig;
+        wn_kinds[k].vt = *orig;
+        wn_kinds[k].vt.forward = wn_forward;
+        wn_nkinds++;
     }
+    pthread_mutex_unlock(&wn_kinds_lock);
     return k;
 }
 

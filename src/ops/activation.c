@@ -5,7 +5,7 @@
  * place, so every kernel below runs over contiguous memory. Backward passes
  * read the saved output (sigmoid, tanh, relu, softmax, log_softmax) or the
  * input (leaky_relu, whose sign test must be on x as in torch). Loops split
- * across OpenMP threads with a static schedule once a tensor is big enough;
+ * into contiguous ranges on the thread pool once a tensor is big enough;
  * each element or row is computed by one thread, so results do not depend on
  * the thread count. */
 #include "../core/internal.h"
@@ -13,7 +13,7 @@
 #include <math.h>
 #include <stdint.h>
 
-/* Below this many elements a single thread is faster than a parallel region. */
+/* Below this many elements a single thread is faster than a parallel loop. */
 #define NB__ACT_PAR_MIN 32768
 
 /* ---- vectorisable math -----------------------------------------------------
@@ -69,6 +69,21 @@ static const float *contiguous_values(nb_ctx *ctx, nb_tensor *x)
     return buf;
 }
 
+/* An elementwise kernel's operands: out[i] from x[i] (forward; out may be
+ * x), or gx[i] from y[i] (the saved output, or the input for leaky_relu)
+ * and g[i]. */
+typedef struct {
+    const float *x, *y, *g;
+    float *out, *gx;
+    float slope;
+} act_job;
+
+/* fn over [0, n) of an elementwise kernel, in parallel when n is large. */
+static void act_for(int64_t n, nb__range_fn fn, act_job *j)
+{
+    nb__par_for(n, nb__par_parts(n, n >= NB__ACT_PAR_MIN), fn, j);
+}
+
 static nb_tensor *record1(nb_ctx *ctx, int op, const char *name, nb_tensor *x, nb_tensor *y, float f0)
 {
     int want = nb_grad_enabled(ctx) && x->requires_grad;
@@ -82,34 +97,64 @@ static nb_tensor *record1(nb_ctx *ctx, int op, const char *name, nb_tensor *x, n
 
 /* 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) below, through e = e^-|x| <= 1: no
  * overflow for any x, and tiny outputs keep their relative precision. */
+static void sigmoid_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const act_job *j = ctx;
+    const float *s = j->x;
+    float *d = j->out;
+    for (int64_t i = lo; i < hi; i++) {
+        float v = s[i], e = exp_nonpos(-fabsf(v)), r = 1.0f / (1.0f + e);
+        d[i] = sel(v >= 0, 1.0f, e) * r;
+    }
+}
+
+static void sigmoid_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const act_job *j = ctx;
+    const float *y = j->y, *g = j->g;
+    float *gx = j->gx;
+    for (int64_t i = lo; i < hi; i++) gx[i] += g[i] * y[i] * (1.0f - y[i]);
+}
+
 nb_tensor *nb_sigmoid(nb_ctx *ctx, nb_tensor *x)
 {
     if (nb__any_null(&x, 1)) return NULL;
     const float *s;
     nb_tensor *y = unary_out(ctx, x, &s);
     if (!y) return NULL;
-    float *d = y->data;
-    int64_t n = nb_tensor_numel(x);
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float v = s[i], e = exp_nonpos(-fabsf(v)), r = 1.0f / (1.0f + e);
-        d[i] = sel(v >= 0, 1.0f, e) * r;
-    }
+    act_for(nb_tensor_numel(x), sigmoid_range, &(act_job){.x = s, .out = y->data});
     return record1(ctx, NB__OP_SIGMOID, "sigmoid", x, y, 0);
 }
 
 nb_status nb__bw_sigmoid(nb_ctx *ctx, nb__node *nd)
 {
     (void)ctx;
-    const float *y = nd->out->data, *g = nd->out->grad;
-    float *gx = nd->in[0]->grad;
-    int64_t n = nb_tensor_numel(nd->out);
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i] * (1.0f - y[i]);
+    act_for(nb_tensor_numel(nd->out), sigmoid_bw_range,
+            &(act_job){.y = nd->out->data, .g = nd->out->grad, .gx = nd->in[0]->grad});
     return NB_OK;
 }
 
 /* ---- tanh ----------------------------------------------------------------- */
+
+static void tanh_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const act_job *j = ctx;
+    const float *s = j->x;
+    float *d = j->out;
+    for (int64_t i = lo; i < hi; i++) d[i] = tanh_fast(s[i]);
+}
+
+static void tanh_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const act_job *j = ctx;
+    const float *y = j->y, *g = j->g;
+    float *gx = j->gx;
+    for (int64_t i = lo; i < hi; i++) gx[i] += g[i] * (1.0f - y[i] * y[i]);
+}
 
 nb_tensor *nb_tanh(nb_ctx *ctx, nb_tensor *x)
 {
@@ -117,21 +162,15 @@ nb_tensor *nb_tanh(nb_ctx *ctx, nb_tensor *x)
     const float *s;
     nb_tensor *y = unary_out(ctx, x, &s);
     if (!y) return NULL;
-    float *d = y->data;
-    int64_t n = nb_tensor_numel(x);
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) d[i] = tanh_fast(s[i]);
+    act_for(nb_tensor_numel(x), tanh_range, &(act_job){.x = s, .out = y->data});
     return record1(ctx, NB__OP_TANH, "tanh", x, y, 0);
 }
 
 nb_status nb__bw_tanh(nb_ctx *ctx, nb__node *nd)
 {
     (void)ctx;
-    const float *y = nd->out->data, *g = nd->out->grad;
-    float *gx = nd->in[0]->grad;
-    int64_t n = nb_tensor_numel(nd->out);
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (1.0f - y[i] * y[i]);
+    act_for(nb_tensor_numel(nd->out), tanh_bw_range,
+            &(act_job){.y = nd->out->data, .g = nd->out->grad, .gx = nd->in[0]->grad});
     return NB_OK;
 }
 
@@ -139,32 +178,49 @@ nb_status nb__bw_tanh(nb_ctx *ctx, nb__node *nd)
 
 /* max(0, x); NaN passes through (torch's clamp_min). The gradient is 0 at
  * x == 0, as torch (threshold_backward on the result). */
+static void relu_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const act_job *j = ctx;
+    const float *s = j->x;
+    float *d = j->out;
+    for (int64_t i = lo; i < hi; i++) d[i] = s[i] < 0 ? 0.0f : s[i];
+}
+
+/* gx = dy where y > 0 (a fresh gradient), else 0 */
+static void relu_bw_set_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const act_job *j = ctx;
+    const float *y = j->y, *g = j->g;
+    float *gx = j->gx;
+    for (int64_t i = lo; i < hi; i++) gx[i] = sel(y[i] > 0, g[i], 0.0f);
+}
+
+static void relu_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const act_job *j = ctx;
+    const float *y = j->y, *g = j->g;
+    float *gx = j->gx;
+    for (int64_t i = lo; i < hi; i++) gx[i] += sel(y[i] > 0, g[i], 0.0f);
+}
+
 nb_tensor *nb_relu(nb_ctx *ctx, nb_tensor *x)
 {
     if (nb__any_null(&x, 1)) return NULL;
     const float *s;
     nb_tensor *y = unary_out(ctx, x, &s);
     if (!y) return NULL;
-    float *d = y->data;
-    int64_t n = nb_tensor_numel(x);
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) d[i] = s[i] < 0 ? 0.0f : s[i];
+    act_for(nb_tensor_numel(x), relu_range, &(act_job){.x = s, .out = y->data});
     return record1(ctx, NB__OP_RELU, "relu", x, y, 0);
 }
 
 nb_status nb__bw_relu(nb_ctx *ctx, nb__node *nd)
 {
     (void)ctx;
-    const float *y = nd->out->data, *g = nd->out->grad;
-    float *gx = nd->in[0]->grad;
-    int64_t n = nb_tensor_numel(nd->out);
-    if (nb__fresh(nd, 0)) {
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) gx[i] = sel(y[i] > 0, g[i], 0.0f);
-        return NB_OK;
-    }
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) gx[i] += sel(y[i] > 0, g[i], 0.0f);
+    act_job j = {.y = nd->out->data, .g = nd->out->grad, .gx = nd->in[0]->grad};
+    act_for(nb_tensor_numel(nd->out), nb__fresh(nd, 0) ? relu_bw_set_range : relu_bw_range, &j);
     return NB_OK;
 }
 
@@ -172,16 +228,32 @@ nb_status nb__bw_relu(nb_ctx *ctx, nb__node *nd)
 
 /* x > 0 ? x : slope*x; gradient x > 0 ? 1 : slope (so `slope` at 0), as
  * torch's leaky_relu_backward, for any slope (also negative or > 1). */
+static void leaky_relu_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const act_job *j = ctx;
+    const float *s = j->x, slope = j->slope;
+    float *d = j->out;
+    for (int64_t i = lo; i < hi; i++) d[i] = sel(s[i] > 0, s[i], s[i] * slope);
+}
+
+/* (y holds the input here) */
+static void leaky_relu_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const act_job *j = ctx;
+    const float *x = j->y, *g = j->g, slope = j->slope;
+    float *gx = j->gx;
+    for (int64_t i = lo; i < hi; i++) gx[i] += sel(x[i] > 0, g[i], g[i] * slope);
+}
+
 nb_tensor *nb_leaky_relu(nb_ctx *ctx, nb_tensor *x, float slope)
 {
     if (nb__any_null(&x, 1)) return NULL;
     const float *s;
     nb_tensor *y = unary_out(ctx, x, &s);
     if (!y) return NULL;
-    float *d = y->data;
-    int64_t n = nb_tensor_numel(x);
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) d[i] = sel(s[i] > 0, s[i], s[i] * slope);
+    act_for(nb_tensor_numel(x), leaky_relu_range, &(act_job){.x = s, .out = y->data, .slope = slope});
     return record1(ctx, NB__OP_LEAKY_RELU, "leaky_relu", x, y, slope);
 }
 
@@ -189,10 +261,8 @@ nb_status nb__bw_leaky_relu(nb_ctx *ctx, nb__node *nd)
 {
     const float *x = contiguous_values(ctx, nd->in[0]), *g = nd->out->grad;
     if (!x) return nb__fail(NB_ERR_NOMEM, "leaky_relu backward: out of memory");
-    float *gx = nd->in[0]->grad, slope = nd->f[0];
-    int64_t n = nb_tensor_numel(nd->out);
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) gx[i] += sel(x[i] > 0, g[i], g[i] * slope);
+    act_for(nb_tensor_numel(nd->out), leaky_relu_bw_range,
+            &(act_job){.y = x, .g = g, .gx = nd->in[0]->grad, .slope = nd->f[0]});
     return NB_OK;
 }
 
@@ -283,6 +353,34 @@ static void sm_block(const float *x, float *y, int64_t dim, int64_t inner, int64
     }
 }
 
+/* One softmax, forward (x into y) or backward (y, g into gx), over rows
+ * (inner == 1) or blocks of SM_BLOCK inner positions (nblk per slab). */
+typedef struct {
+    const float *x, *y, *g;
+    float *out, *gx;
+    int64_t dim, inner, nblk;
+    int logsm;
+} sm_job;
+
+static void sm_rows(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const sm_job *j = ctx;
+    for (int64_t r = lo; r < hi; r++) sm_row(j->x + r * j->dim, j->out + r * j->dim, j->dim, j->logsm);
+}
+
+static void sm_blocks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const sm_job *j = ctx;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t o = t / j->nblk, i0 = (t % j->nblk) * SM_BLOCK;
+        int w = (int)(j->inner - i0 < SM_BLOCK ? j->inner - i0 : SM_BLOCK);
+        int64_t off = o * j->dim * j->inner;
+        sm_block(j->x + off, j->out + off, j->dim, j->inner, i0, w, j->logsm);
+    }
+}
+
 static nb_tensor *softmax_any(nb_ctx *ctx, nb_tensor *x, int axis, int logsm)
 {
     const char *name = logsm ? "log_softmax" : "softmax";
@@ -292,20 +390,14 @@ static nb_tensor *softmax_any(nb_ctx *ctx, nb_tensor *x, int axis, int logsm)
     const float *s;
     nb_tensor *y = unary_out(ctx, x, &s);
     if (!y) return NULL;
-    float *d = y->data;
     int64_t n = g.outer * g.dim * g.inner;
+    sm_job j = {.x = s, .out = y->data, .dim = g.dim, .inner = g.inner, .logsm = logsm};
     if (g.inner == 1) {
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN && g.outer > 1)
-        for (int64_t r = 0; r < g.outer; r++) sm_row(s + r * g.dim, d + r * g.dim, g.dim, logsm);
+        nb__par_for(g.outer, nb__par_parts(g.outer, n >= NB__ACT_PAR_MIN), sm_rows, &j);
     } else {
-        int64_t nblk = (g.inner + SM_BLOCK - 1) / SM_BLOCK, tasks = g.outer * nblk;
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN && tasks > 1)
-        for (int64_t t = 0; t < tasks; t++) {
-            int64_t o = t / nblk, i0 = (t % nblk) * SM_BLOCK;
-            int w = (int)(g.inner - i0 < SM_BLOCK ? g.inner - i0 : SM_BLOCK);
-            int64_t off = o * g.dim * g.inner;
-            sm_block(s + off, d + off, g.dim, g.inner, i0, w, logsm);
-        }
+        j.nblk = (g.inner + SM_BLOCK - 1) / SM_BLOCK;
+        int64_t tasks = g.outer * j.nblk;
+        nb__par_for(tasks, nb__par_parts(tasks, n >= NB__ACT_PAR_MIN), sm_blocks, &j);
     }
     nb_tensor *r = record1(ctx, logsm ? NB__OP_LOG_SOFTMAX : NB__OP_SOFTMAX, name, x, y, 0);
     if (r && r->node) {
@@ -357,24 +449,37 @@ static void sm_bw_block(const float *y, const float *g, float *gx, int64_t dim, 
     }
 }
 
+static void sm_bw_rows(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const sm_job *j = ctx;
+    const int64_t dim = j->dim;
+    for (int64_t r = lo; r < hi; r++) sm_bw_row(j->y + r * dim, j->g + r * dim, j->gx + r * dim, dim, j->logsm);
+}
+
+static void sm_bw_blocks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const sm_job *j = ctx;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t o = t / j->nblk, i0 = (t % j->nblk) * SM_BLOCK;
+        int w = (int)(j->inner - i0 < SM_BLOCK ? j->inner - i0 : SM_BLOCK);
+        int64_t off = o * j->dim * j->inner;
+        sm_bw_block(j->y + off, j->g + off, j->gx + off, j->dim, j->inner, i0, w, j->logsm);
+    }
+}
+
 static nb_status softmax_bw(nb__node *nd, int logsm)
 {
-    const float *y = nd->out->data, *g = nd->out->grad;
-    float *gx = nd->in[0]->grad;
     int64_t outer = nd->i[0], dim = nd->i[1], inner = nd->i[2], n = outer * dim * inner;
+    sm_job j = {.y = nd->out->data, .g = nd->out->grad, .gx = nd->in[0]->grad, .dim = dim, .inner = inner,
+                .logsm = logsm};
     if (inner == 1) {
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN && outer > 1)
-        for (int64_t r = 0; r < outer; r++)
-            sm_bw_row(y + r * dim, g + r * dim, gx + r * dim, dim, logsm);
+        nb__par_for(outer, nb__par_parts(outer, n >= NB__ACT_PAR_MIN), sm_bw_rows, &j);
     } else {
-        int64_t nblk = (inner + SM_BLOCK - 1) / SM_BLOCK, tasks = outer * nblk;
-#pragma omp parallel for schedule(static) if (n >= NB__ACT_PAR_MIN && tasks > 1)
-        for (int64_t t = 0; t < tasks; t++) {
-            int64_t o = t / nblk, i0 = (t % nblk) * SM_BLOCK;
-            int w = (int)(inner - i0 < SM_BLOCK ? inner - i0 : SM_BLOCK);
-            int64_t off = o * dim * inner;
-            sm_bw_block(y + off, g + off, gx + off, dim, inner, i0, w, logsm);
-        }
+        j.nblk = (inner + SM_BLOCK - 1) / SM_BLOCK;
+        int64_t tasks = outer * j.nblk;
+        nb__par_for(tasks, nb__par_parts(tasks, n >= NB__ACT_PAR_MIN), sm_bw_blocks, &j);
     }
     return NB_OK;
 }

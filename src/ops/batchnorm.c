@@ -32,6 +32,8 @@ typedef struct {
     double *meand;         /* mean in double (the backward sums centre on it) */
     int64_t N, C, S;
     int training;
+    int64_t count;         /* values per channel behind the statistics */
+    int synced;            /* over the job (nb__bn_sync): backward syncs too */
 } bn_saved;
 
 /* Compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time: the
@@ -163,6 +165,135 @@ void nb__bn_channel_stats(const float *x, int64_t stride, int64_t N, int64_t S, 
     finish_stats(sum, sq, N * S, eps, momentum, rm, rv, c, mean, meand, invstd);
 }
 
+/* ---- synchronised statistics (nb__bn_sync) ----------------------------------- */
+
+static _Thread_local const nb__bn_sync *bn_sync;
+
+const nb__bn_sync *nb__bn_set_sync(const nb__bn_sync *h)
+{
+    const nb__bn_sync *old = bn_sync;
+    bn_sync = h;
+    return old;
+}
+
+const nb__bn_sync *nb__bn_get_sync(void) { return bn_sync; }
+
+/* Two passes as nb__bn_channel_stats, each local sum added over the job:
+ * the mean first, then the squared deviations from it (no cancellation).
+ * One thread: a process of a job usually has one (the job is the
+ * parallelism), and the sums meet the job between the passes anyway. */
+nb_status nb__bn_sync_stats(const nb__bn_sync *h, nb_arena *ar, const float *x, int64_t N, int64_t C, int64_t S,
+                            float eps, float momentum, float *rm, float *rv, float *mean, double *meand,
+                            float *invstd, int64_t *count)
+{
+    double *v = nb_arena_alloc(ar, (size_t)(2 * C + 1) * sizeof(double)), *sq = v + C + 1;
+    if (!v) return nb__fail(NB_ERR_NOMEM, "batch_norm: out of memory");
+    for (int64_t c = 0; c < C; c++) {
+        double sum = 0;
+        for (int64_t i = 0; i < N; i++) sum += plane_sum(x + (i * C + c) * S, S);
+        v[c] = sum;
+    }
+    v[C] = (double)(N * S);
+    nb_status st = h->sum(h->user, v, C + 1, NB__BN_SUMS);
+    if (st) return st;
+    *count = (int64_t)v[C];
+    if (*count <= 1)
+        return nb__fail(NB_ERR_SHAPE, "batch_norm: Expected more than 1 value per channel when training, got %lld "
+                        "over all processes", (long long)*count);
+    for (int64_t c = 0; c < C; c++) {
+        double m = v[c] / (double)*count, q = 0;
+        for (int64_t i = 0; i < N; i++) q += plane_sqdev(x + (i * C + c) * S, S, m);
+        sq[c] = q;
+    }
+    if ((st = h->sum(h->user, sq, C, NB__BN_SQUARES))) return st;
+    for (int64_t c = 0; c < C; c++) finish_stats(v[c], sq[c], *count, eps, momentum, rm, rv, c, mean, meand, invstd);
+    return NB_OK;
+}
+
+/* The channels of one batch_norm forward: statistics (unless synced, when
+ * they are already there) and y, in blocks of BN_CB channels for (N, C)
+ * inputs or one channel at a time. */
+typedef struct {
+    const float *xd;
+    float *y, *running_mean, *running_var, *mean, *invstd;
+    double *meand;
+    const nb_tensor *weight, *bias;
+    int64_t N, C, S, n;
+    float eps, momentum;
+    int training, sync;
+} bn_fw_job;
+
+/* (N, C): rows are contiguous; each thread owns blocks of channels. */
+static void bn_forward_blocks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const bn_fw_job *jb = ctx;
+    const float *xd = jb->xd;
+    float *y = jb->y, *running_mean = jb->running_mean, *running_var = jb->running_var, *mean = jb->mean,
+          *invstd = jb->invstd;
+    double *meand = jb->meand;
+    const nb_tensor *weight = jb->weight, *bias = jb->bias;
+    const int64_t N = jb->N, C = jb->C, n = jb->n;
+    const float eps = jb->eps, momentum = jb->momentum;
+    const int training = jb->training;
+    for (int64_t blk = lo; blk < hi; blk++) {
+        const int64_t c0 = blk * BN_CB, cn = c0 + BN_CB < C ? BN_CB : C - c0;
+        double acc[BN_CB] = {0}, sq[BN_CB] = {0}, m[BN_CB];
+        float a[BN_CB], b[BN_CB];
+        if (training) {
+            for (int64_t r = 0; r < N; r++)
+                for (int64_t j = 0; j < cn; j++) acc[j] += xd[r * C + c0 + j];
+            for (int64_t j = 0; j < cn; j++) m[j] = acc[j] / (double)n;
+            for (int64_t r = 0; r < N; r++)
+                for (int64_t j = 0; j < cn; j++) {
+                    double d = (double)xd[r * C + c0 + j] - m[j];
+                    sq[j] += d * d;
+                }
+            for (int64_t j = 0; j < cn; j++)
+                finish_stats(acc[j], sq[j], n, eps, momentum, running_mean, running_var, c0 + j, mean, meand,
+                             invstd);
+        } else {
+            for (int64_t j = 0; j < cn; j++) {
+                mean[c0 + j] = running_mean[c0 + j];
+                meand[c0 + j] = running_mean[c0 + j];
+                invstd[c0 + j] = 1.0f / sqrtf(running_var[c0 + j] + eps);
+            }
+        }
+        for (int64_t j = 0; j < cn; j++)
+            nb__bn_coefficients(weight, bias, c0 + j, mean[c0 + j], meand[c0 + j], invstd[c0 + j], &a[j], &b[j]);
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t j = 0; j < cn; j++)
+                y[r * C + c0 + j] = (xd[r * C + c0 + j] - mean[c0 + j]) * a[j] + b[j];
+    }
+}
+
+static void bn_forward_channels(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const bn_fw_job *jb = ctx;
+    const float *xd = jb->xd;
+    float *y = jb->y, *running_mean = jb->running_mean, *running_var = jb->running_var, *mean = jb->mean,
+          *invstd = jb->invstd;
+    double *meand = jb->meand;
+    const nb_tensor *weight = jb->weight, *bias = jb->bias;
+    const int64_t N = jb->N, C = jb->C, S = jb->S;
+    const float eps = jb->eps, momentum = jb->momentum;
+    const int training = jb->training, sync = jb->sync;
+    for (int64_t c = lo; c < hi; c++) {
+        if (!sync)
+            nb__bn_channel_stats(xd + c * S, C * S, N, S, c, training, eps, momentum, running_mean, running_var,
+                                 mean, meand, invstd);
+        float a, b;
+        const float mc = mean[c];
+        nb__bn_coefficients(weight, bias, c, mc, meand[c], invstd[c], &a, &b);
+        for (int64_t i = 0; i < N; i++) {
+            const float *xp = xd + (i * C + c) * S;
+            float *yp = y + (i * C + c) * S;
+            for (int64_t k = 0; k < S; k++) yp[k] = (xp[k] - mc) * a + b;
+        }
+    }
+}
+
 nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, float *running_mean,
                          float *running_var, int training, float momentum, float eps)
 {
@@ -184,7 +315,8 @@ nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor
     if (!training && (!running_mean || !running_var))
         return nb__op_fail(ctx, NB_ERR_ARG,
                            "batch_norm: running_mean and running_var must be given in evaluation mode");
-    if (training && n == 1)
+    const nb__bn_sync *sync = training ? bn_sync : NULL;
+    if (training && n == 1 && !sync) /* synchronised: the job's count is checked */
         return nb__op_fail(ctx, NB_ERR_SHAPE,
                            "batch_norm: Expected more than 1 value per channel when training, got input %s",
                            nb_shape_str(x, sx, sizeof sx));
@@ -200,56 +332,27 @@ nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor
         nb_tensor_copy_out(x, c);
         xd = c;
     }
-    *s = (bn_saved){xd, stats, stats + C, meand, N, C, S, training != 0};
+    *s = (bn_saved){xd, stats, stats + C, meand, N, C, S, training != 0, n, sync != NULL};
     float *mean = s->mean, *invstd = s->invstd, *y = out->data;
     const int par = n * C >= BN_PAR_MIN && C > 1;
-    if (n == 0) {   /* empty batch: nothing to normalise, statistics untouched */
+    if (sync) {
+        nb_status st = nb__bn_sync_stats(sync, nb_ctx_arena(ctx), xd, N, C, S, eps, momentum, running_mean,
+                                         running_var, mean, meand, invstd, &s->count);
+        if (st) {
+            nb__ctx_set_status(ctx, st);
+            return NULL;
+        }
+    }
+    bn_fw_job j = {.xd = xd, .y = y, .running_mean = running_mean, .running_var = running_var, .mean = mean,
+                   .invstd = invstd, .meand = meand, .weight = weight, .bias = bias, .N = N, .C = C, .S = S, .n = n,
+                   .eps = eps, .momentum = momentum, .training = training, .sync = sync != NULL};
+    if (n == 0 && !sync) {   /* empty batch: nothing to normalise, statistics untouched */
         for (int64_t c = 0; c < C; c++) mean[c] = 0, meand[c] = 0, invstd[c] = 0;
-    } else if (S == 1 && C > 1) {
-        /* (N, C): rows are contiguous; each thread owns blocks of channels. */
+    } else if (S == 1 && C > 1 && !sync) {
         const int64_t nblk = (C + BN_CB - 1) / BN_CB;
-        NB_PAR_FOR(par && nblk > 1, blk, nblk, {
-            const int64_t c0 = blk * BN_CB, cn = c0 + BN_CB < C ? BN_CB : C - c0;
-            double acc[BN_CB] = {0}, sq[BN_CB] = {0}, m[BN_CB];
-            float a[BN_CB], b[BN_CB];
-            if (training) {
-                for (int64_t r = 0; r < N; r++)
-                    for (int64_t j = 0; j < cn; j++) acc[j] += xd[r * C + c0 + j];
-                for (int64_t j = 0; j < cn; j++) m[j] = acc[j] / (double)n;
-                for (int64_t r = 0; r < N; r++)
-                    for (int64_t j = 0; j < cn; j++) {
-                        double d = (double)xd[r * C + c0 + j] - m[j];
-                        sq[j] += d * d;
-                    }
-                for (int64_t j = 0; j < cn; j++)
-                    finish_stats(acc[j], sq[j], n, eps, momentum, running_mean, running_var, c0 + j, mean, meand,
-                                 invstd);
-            } else {
-                for (int64_t j = 0; j < cn; j++) {
-                    mean[c0 + j] = running_mean[c0 + j];
-                    meand[c0 + j] = running_mean[c0 + j];
-                    invstd[c0 + j] = 1.0f / sqrtf(running_var[c0 + j] + eps);
-                }
-            }
-            for (int64_t j = 0; j < cn; j++)
-                nb__bn_coefficients(weight, bias, c0 + j, mean[c0 + j], meand[c0 + j], invstd[c0 + j], &a[j], &b[j]);
-            for (int64_t r = 0; r < N; r++)
-                for (int64_t j = 0; j < cn; j++)
-                    y[r * C + c0 + j] = (xd[r * C + c0 + j] - mean[c0 + j]) * a[j] + b[j];
-        });
+        nb__par_for(nblk, nb__par_parts(nblk, par), bn_forward_blocks, &j);
     } else {
-        NB_PAR_FOR(par, c, C, {
-            nb__bn_channel_stats(xd + c * S, C * S, N, S, c, training, eps, momentum, running_mean, running_var,
-                                 mean, meand, invstd);
-            float a, b;
-            const float mc = mean[c];
-            nb__bn_coefficients(weight, bias, c, mc, meand[c], invstd[c], &a, &b);
-            for (int64_t i = 0; i < N; i++) {
-                const float *xp = xd + (i * C + c) * S;
-                float *yp = y + (i * C + c) * S;
-                for (int64_t k = 0; k < S; k++) yp[k] = (xp[k] - mc) * a + b;
-            }
-        });
+        nb__par_for(C, nb__par_parts(C, par), bn_forward_channels, &j);
     }
     nb_tensor *in[3] = {x, NULL, NULL};
     int nin = 1;
@@ -267,58 +370,103 @@ nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor
     return out;
 }
 
-nb_status nb__bw_batch_norm(nb_ctx *ctx, nb__node *nd)
+/* Backward of a synchronised batch_norm: every channel's local sums, the
+ * affine gradients from them, the sums over the job, then dx with the job's
+ * count (one thread, as nb__bn_sync_stats). */
+static nb_status bw_synced(nb_ctx *ctx, const bn_saved *s, const nb_tensor *w, const float *dy, float *dx,
+                           float *dw, float *db, int fresh)
 {
-    (void)ctx;
-    const bn_saved *s = nd->saved;
-    nb_tensor *x = nd->in[0];
-    nb_tensor *w = nd->i[0] ? nd->in[1] : NULL;
-    nb_tensor *b = nd->i[1] ? nd->in[1 + (int)nd->i[0]] : NULL;
-    const int64_t N = s->N, C = s->C, S = s->S, n = N * S;
-    const float *xd = s->x, *dy = nd->out->grad, *mean = s->mean, *invstd = s->invstd;
-    const double *meand = s->meand;
-    float *dx = x->requires_grad ? x->grad : NULL;
-    float *dw = w && w->requires_grad ? w->grad : NULL;
-    float *db = b && b->requires_grad ? b->grad : NULL;
-    const int fresh = nb__fresh(nd, 0);
-    /* the affine gradients are small: zero fresh ones and add as usual */
-    if (dw && nb__fresh(nd, 1)) memset(dw, 0, (size_t)C * sizeof(float));
-    if (db && nb__fresh(nd, 1 + (int)nd->i[0])) memset(db, 0, (size_t)C * sizeof(float));
-    if (n == 0) return NB_OK;
-    const int training = s->training, par = n * C >= BN_PAR_MIN && C > 1;
-    /* dx = k * dy - p * (x - mean) - q, per channel (training: p, q from the sums) */
-    if (S == 1 && C > 1) {
-        const int64_t nblk = (C + BN_CB - 1) / BN_CB;
-        NB_PAR_FOR(par && nblk > 1, blk, nblk, {
-            const int64_t c0 = blk * BN_CB, cn = c0 + BN_CB < C ? BN_CB : C - c0;
-            double sdy[BN_CB] = {0}, sdyx[BN_CB] = {0};
-            float k[BN_CB], p[BN_CB], q[BN_CB];
+    const int64_t N = s->N, C = s->C, S = s->S;
+    const float *xd = s->x;
+    double *v = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(2 * C) * sizeof(double));
+    if (!v) return nb__fail(NB_ERR_NOMEM, "batch_norm: out of memory");
+    for (int64_t c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int64_t i = 0; i < N; i++)
+            plane_dsums(dy + (i * C + c) * S, xd + (i * C + c) * S, S, s->meand[c], &sdy, &sdyx);
+        if (dw) dw[c] += (float)(sdyx * s->invstd[c]);
+        if (db) db[c] += (float)sdy;
+        v[c] = sdy, v[C + c] = sdyx;
+    }
+    nb_status st = bn_sync->sum(bn_sync->user, v, 2 * C, NB__BN_GRADS);
+    if (st || !dx) return st;
+    for (int64_t c = 0; c < C; c++) {
+        const double is = s->invstd[c];
+        const float mc = s->mean[c], k = (float)(is * (w ? at1(w, c) : 1.0f));
+        const float p = (float)(k * is * is * v[C + c] / (double)s->count), q = (float)(k * v[c] / (double)s->count);
+        for (int64_t i = 0; i < N; i++) {
+            const int64_t o = (i * C + c) * S;
+            for (int64_t t = 0; t < S; t++) {
+                const float d = k * dy[o + t] - p * (xd[o + t] - mc) - q;
+                dx[o + t] = fresh ? d : dx[o + t] + d;
+            }
+        }
+    }
+    return NB_OK;
+}
+
+/* The channels of one batch_norm backward (not synced): the affine
+ * gradients and dx = k * dy - p * (x - mean) - q, in blocks of BN_CB
+ * channels for (N, C) inputs or one channel at a time. */
+typedef struct {
+    const float *xd, *dy, *mean, *invstd;
+    const double *meand;
+    const nb_tensor *w;
+    float *dx, *dw, *db;
+    int64_t N, C, S, n;
+    int training, fresh;
+} bn_bw_job;
+
+static void bn_backward_blocks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const bn_bw_job *jb = ctx;
+    const float *xd = jb->xd, *dy = jb->dy, *mean = jb->mean, *invstd = jb->invstd;
+    const double *meand = jb->meand;
+    const nb_tensor *w = jb->w;
+    float *dx = jb->dx, *dw = jb->dw, *db = jb->db;
+    const int64_t N = jb->N, C = jb->C, n = jb->n;
+    const int training = jb->training, fresh = jb->fresh;
+    for (int64_t blk = lo; blk < hi; blk++) {
+        const int64_t c0 = blk * BN_CB, cn = c0 + BN_CB < C ? BN_CB : C - c0;
+        double sdy[BN_CB] = {0}, sdyx[BN_CB] = {0};
+        float k[BN_CB], p[BN_CB], q[BN_CB];
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t j = 0; j < cn; j++) {
+                const float g = dy[r * C + c0 + j];
+                sdy[j] += g;
+                sdyx[j] += (double)g * ((double)xd[r * C + c0 + j] - meand[c0 + j]);
+            }
+        for (int64_t j = 0; j < cn; j++) {
+            const int64_t c = c0 + j;
+            const double is = invstd[c];
+            if (dw) dw[c] += (float)(sdyx[j] * is);
+            if (db) db[c] += (float)sdy[j];
+            k[j] = (float)(is * (w ? at1(w, c) : 1.0f));
+            p[j] = training ? (float)(k[j] * is * is * sdyx[j] / (double)n) : 0.0f;
+            q[j] = training ? (float)(k[j] * sdy[j] / (double)n) : 0.0f;
+        }
+        if (dx)
             for (int64_t r = 0; r < N; r++)
                 for (int64_t j = 0; j < cn; j++) {
-                    const float g = dy[r * C + c0 + j];
-                    sdy[j] += g;
-                    sdyx[j] += (double)g * ((double)xd[r * C + c0 + j] - meand[c0 + j]);
+                    const int64_t o = r * C + c0 + j;
+                    const float v = k[j] * dy[o] - p[j] * (xd[o] - mean[c0 + j]) - q[j];
+                    dx[o] = fresh ? v : dx[o] + v;
                 }
-            for (int64_t j = 0; j < cn; j++) {
-                const int64_t c = c0 + j;
-                const double is = invstd[c];
-                if (dw) dw[c] += (float)(sdyx[j] * is);
-                if (db) db[c] += (float)sdy[j];
-                k[j] = (float)(is * (w ? at1(w, c) : 1.0f));
-                p[j] = training ? (float)(k[j] * is * is * sdyx[j] / (double)n) : 0.0f;
-                q[j] = training ? (float)(k[j] * sdy[j] / (double)n) : 0.0f;
-            }
-            if (dx)
-                for (int64_t r = 0; r < N; r++)
-                    for (int64_t j = 0; j < cn; j++) {
-                        const int64_t o = r * C + c0 + j;
-                        const float v = k[j] * dy[o] - p[j] * (xd[o] - mean[c0 + j]) - q[j];
-                        dx[o] = fresh ? v : dx[o] + v;
-                    }
-        });
-        return NB_OK;
     }
-    NB_PAR_FOR(par, c, C, {
+}
+
+static void bn_backward_channels(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const bn_bw_job *jb = ctx;
+    const float *xd = jb->xd, *dy = jb->dy, *mean = jb->mean, *invstd = jb->invstd;
+    const double *meand = jb->meand;
+    const nb_tensor *w = jb->w;
+    float *dx = jb->dx, *dw = jb->dw, *db = jb->db;
+    const int64_t N = jb->N, C = jb->C, S = jb->S, n = jb->n;
+    const int training = jb->training, fresh = jb->fresh;
+    for (int64_t c = lo; c < hi; c++) {
         double sdy = 0, sdyx = 0;
         const float mc = mean[c];
         for (int64_t i = 0; i < N; i++)
@@ -340,6 +488,39 @@ nb_status nb__bw_batch_norm(nb_ctx *ctx, nb__node *nd)
                     for (int64_t t = 0; t < S; t++) d[t] += k * g[t] - p * (xp[t] - mc) - q;
             }
         }
-    });
+    }
+}
+
+nb_status nb__bw_batch_norm(nb_ctx *ctx, nb__node *nd)
+{
+    const bn_saved *s = nd->saved;
+    nb_tensor *x = nd->in[0];
+    nb_tensor *w = nd->i[0] ? nd->in[1] : NULL;
+    nb_tensor *b = nd->i[1] ? nd->in[1 + (int)nd->i[0]] : NULL;
+    const int64_t N = s->N, C = s->C, S = s->S, n = N * S;
+    const float *xd = s->x, *dy = nd->out->grad, *mean = s->mean, *invstd = s->invstd;
+    const double *meand = s->meand;
+    float *dx = x->requires_grad ? x->grad : NULL;
+    float *dw = w && w->requires_grad ? w->grad : NULL;
+    float *db = b && b->requires_grad ? b->grad : NULL;
+    const int fresh = nb__fresh(nd, 0);
+    /* the affine gradients are small: zero fresh ones and add as usual */
+    if (dw && nb__fresh(nd, 1)) memset(dw, 0, (size_t)C * sizeof(float));
+    if (db && nb__fresh(nd, 1 + (int)nd->i[0])) memset(db, 0, (size_t)C * sizeof(float));
+    if (s->synced) {
+        if (!bn_sync) return nb__fail(NB_ERR_STATE, "batch_norm: synchronised in forward but not in backward");
+        return bw_synced(ctx, s, w, nd->out->grad, dx, dw, db, fresh);
+    }
+    if (n == 0) return NB_OK;
+    const int training = s->training, par = n * C >= BN_PAR_MIN && C > 1;
+    /* dx = k * dy - p * (x - mean) - q, per channel (training: p, q from the sums) */
+    bn_bw_job j = {.xd = xd, .dy = dy, .mean = mean, .invstd = invstd, .meand = meand, .w = w, .dx = dx, .dw = dw,
+                   .db = db, .N = N, .C = C, .S = S, .n = n, .training = training, .fresh = fresh};
+    if (S == 1 && C > 1) {
+        const int64_t nblk = (C + BN_CB - 1) / BN_CB;
+        nb__par_for(nblk, nb__par_parts(nblk, par), bn_backward_blocks, &j);
+        return NB_OK;
+    }
+    nb__par_for(C, nb__par_parts(C, par), bn_backward_channels, &j);
     return NB_OK;
 }

@@ -22,6 +22,32 @@ void nb__bn_channel_stats(const float *x, int64_t stride, int64_t N, int64_t S, 
 void nb__bn_coefficients(const nb_tensor *weight, const nb_tensor *bias, int64_t c, float mean, double meand,
                          float invstd, float *a, float *b);
 
+/* Synchronised batch norm (torch.nn.SyncBatchNorm; set by src/dist/dist.c):
+ * while a hook is set on the calling thread, batch_norm and the fused op
+ * below take their training statistics over every process of a job.
+ * sum(user, v, n, phase) adds v[0..n) over the processes, in place, in the
+ * same order on all: in forward each channel's sum with the count of values
+ * (NB__BN_SUMS, C + 1), then the squared deviations from the job's mean
+ * (NB__BN_SQUARES, C); in backward sum dy then sum dy (x - mean) of each
+ * channel (NB__BN_GRADS, 2C), which the hook may weight (a process's loss
+ * being a mean over its own share). The affine gradients stay this
+ * process's own (the job averages them with the other gradients). NULL by
+ * default; thread-local. Returns the previous hook. */
+enum { NB__BN_SUMS, NB__BN_SQUARES, NB__BN_GRADS };
+typedef struct nb__bn_sync {
+    nb_status (*sum)(void *user, double *v, int64_t n, int phase);
+    void *user;
+} nb__bn_sync;
+const nb__bn_sync *nb__bn_set_sync(const nb__bn_sync *h);
+const nb__bn_sync *nb__bn_get_sync(void);
+
+/* Training statistics of all C channels of x (N, C, S) over the job through
+ * h: as nb__bn_channel_stats for each channel, with *count the job's number
+ * of values per channel. Temporary space from ar. */
+nb_status nb__bn_sync_stats(const nb__bn_sync *h, nb_arena *ar, const float *x, int64_t N, int64_t C, int64_t S,
+                            float eps, float momentum, float *rm, float *rv, float *mean, double *meand,
+                            float *invstd, int64_t *count);
+
 /* max_pool2d(relu(batch_norm(x, ...)), kernel 2, stride 2) of an (N, C, H, W)
  * x (H, W >= 2), with the arguments and results of nb_batch_norm, the
  * output (N, C, H/2, W/2) of the three ops bit for bit, and one backward

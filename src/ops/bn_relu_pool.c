@@ -41,6 +41,8 @@ typedef struct {
     uint8_t *win;            /* per output: winner 0..3 or NB__BP_NONE */
     int64_t N, C, H, W;
     int training;
+    int64_t count;           /* values per channel behind the statistics */
+    int synced;              /* over the job (nb__bn_sync), as batch_norm */
 } bp_saved;
 
 /* ---- portable plane kernels (see src/kernels/bn_pool.h) ---------------------- */
@@ -149,12 +151,48 @@ static int check_args(nb_ctx *ctx, const nb_tensor *x, const nb_tensor *weight, 
         nb__op_fail(ctx, NB_ERR_ARG, "%s: running_mean and running_var must be given in evaluation mode", name);
         return 0;
     }
-    if (training && x->shape[0] * x->shape[2] * x->shape[3] == 1) {
+    if (training && x->shape[0] * x->shape[2] * x->shape[3] == 1 && !nb__bn_get_sync()) {
         nb__op_fail(ctx, NB_ERR_SHAPE, "%s: Expected more than 1 value per channel when training, got input %s",
                     name, nb_shape_str(x, sx, sizeof sx));
         return 0;
     }
     return 1;
+}
+
+/* The channels of one forward (statistics unless synced, then y and the
+ * winners) or backward (sums, affine gradients, dx). */
+typedef struct {
+    bp_saved *s;
+    const nb_tensor *weight, *bias;
+    float *running_mean, *running_var, *y;
+    float eps, momentum;
+    int sync;
+    const nb__bn_pool_kernels *K;
+    const float *dy;
+    float *dx, *dw, *db;
+    int fresh;
+} bp_job;
+
+static void bp_forward_channels(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const bp_job *j = ctx;
+    bp_saved *s = j->s;
+    const int64_t N = s->N, C = s->C, W = s->W, OH = s->H / 2, OW = W / 2, S = s->H * W, OS = OH * OW;
+    const float *xd = s->x;
+    for (int64_t c = lo; c < hi; c++) {
+        if (!j->sync)
+            nb__bn_channel_stats(xd + c * S, C * S, N, S, c, s->training, j->eps, j->momentum, j->running_mean,
+                                 j->running_var, s->mean, s->meand, s->invstd);
+        float a, b;
+        const float mc = s->mean[c];
+        nb__bn_coefficients(j->weight, j->bias, c, mc, s->meand[c], s->invstd[c], &a, &b);
+        for (int64_t i = 0; i < N; i++) {
+            const float *xp = xd + (i * C + c) * S;
+            float *yp = j->y + (i * C + c) * OS;
+            j->K->forward(xp, W, OH, OW, mc, a, b, yp, s->win ? s->win + (i * C + c) * OS : NULL);
+        }
+    }
 }
 
 nb_tensor *nb__batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias,
@@ -183,23 +221,25 @@ nb_tensor *nb__batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *we
         nb_tensor_copy_out(x, c);
         xd = c;
     }
-    *s = (bp_saved){xd, stats, stats + C, meand, win, N, C, H, W, training != 0};
+    const nb__bn_sync *sync = training ? nb__bn_get_sync() : NULL;
+    *s = (bp_saved){xd, stats, stats + C, meand, win, N, C, H, W, training != 0, N * S, sync != NULL};
     float *y = out->data;
     const nb__bn_pool_kernels *K = bp_kernels();
-    if (N == 0) /* an empty batch: nothing to normalise, statistics untouched (as batch_norm) */
-        for (int64_t c = 0; c < C; c++) s->mean[c] = 0, meand[c] = 0, s->invstd[c] = 0;
-    else NB_PAR_FOR(N * C * S >= BP_PAR_MIN && C > 1, c, C, {
-        nb__bn_channel_stats(xd + c * S, C * S, N, S, c, training, eps, momentum, running_mean, running_var,
-                             s->mean, meand, s->invstd);
-        float a, b;
-        const float mc = s->mean[c];
-        nb__bn_coefficients(weight, bias, c, mc, meand[c], s->invstd[c], &a, &b);
-        for (int64_t i = 0; i < N; i++) {
-            const float *xp = xd + (i * C + c) * S;
-            float *yp = y + (i * C + c) * OS;
-            K->forward(xp, W, OH, OW, mc, a, b, yp, win ? win + (i * C + c) * OS : NULL);
+    if (sync) {
+        nb_status st = nb__bn_sync_stats(sync, ar, xd, N, C, S, eps, momentum, running_mean, running_var, s->mean,
+                                         meand, s->invstd, &s->count);
+        if (st) {
+            nb__ctx_set_status(ctx, st);
+            return NULL;
         }
-    });
+    }
+    if (N == 0 && !sync) /* an empty batch: nothing to normalise, statistics untouched (as batch_norm) */
+        for (int64_t c = 0; c < C; c++) s->mean[c] = 0, meand[c] = 0, s->invstd[c] = 0;
+    else {
+        bp_job j = {.s = s, .weight = weight, .bias = bias, .running_mean = running_mean, .running_var = running_var,
+                    .y = y, .eps = eps, .momentum = momentum, .sync = sync != NULL, .K = K};
+        nb__par_for(C, nb__par_parts(C, N * C * S >= BP_PAR_MIN), bp_forward_channels, &j);
+    }
     nb_tensor *in[3] = {x, NULL, NULL};
     int nin = 1;
     if (weight) in[nin++] = weight;
@@ -215,9 +255,10 @@ nb_tensor *nb__batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *we
     return out;
 }
 
-/* Channel c: the sums, the affine gradients, then dx. */
-static void bw_channel(const bp_saved *s, const nb_tensor *w, int64_t c, const float *dy, float *dx, float *dw,
-                       float *db, int fresh, const nb__bn_pool_kernels *K)
+/* Channel c's sum dy and sum dy (x - meand) over the winners, and the
+ * affine gradients from them. */
+static void bw_sums(const bp_saved *s, int64_t c, const float *dy, float *dw, float *db,
+                    const nb__bn_pool_kernels *K, double *sum_dy, double *sum_dyx)
 {
     const int64_t N = s->N, C = s->C, H = s->H, W = s->W, OH = H / 2, OW = W / 2, S = H * W, OS = OH * OW;
     const float mc = s->mean[c];
@@ -239,8 +280,16 @@ static void bw_channel(const bp_saved *s, const nb_tensor *w, int64_t c, const f
     const double is = s->invstd[c], sg = sdy[0], sgx = sdyx[0] + ((double)mc - s->meand[c]) * sg;
     if (dw) dw[c] += (float)(sgx * is);
     if (db) db[c] += (float)sg;
-    if (!dx) return;
-    const double n = (double)(N * S);
+    *sum_dy = sg, *sum_dyx = sgx;
+}
+
+/* Channel c's dx from the sums over s->count values. */
+static void bw_dx(const bp_saved *s, const nb_tensor *w, int64_t c, const float *dy, float *dx, int fresh,
+                  const nb__bn_pool_kernels *K, double sg, double sgx)
+{
+    const int64_t N = s->N, C = s->C, H = s->H, W = s->W, OW = W / 2, S = H * W, OS = (H / 2) * OW;
+    const float mc = s->mean[c];
+    const double is = s->invstd[c], n = (double)s->count;
     const float k = (float)(is * (w ? w->data[c * w->stride[0]] : 1.0f));
     const float p = s->training ? (float)(k * is * is * sgx / n) : 0.0f;
     const float q = s->training ? (float)(k * sg / n) : 0.0f;
@@ -249,9 +298,41 @@ static void bw_channel(const bp_saved *s, const nb_tensor *w, int64_t c, const f
               dx + (i * C + c) * S, fresh);
 }
 
+/* Channel c: the sums, the affine gradients, then dx. */
+static void bw_channel(const bp_saved *s, const nb_tensor *w, int64_t c, const float *dy, float *dx, float *dw,
+                       float *db, int fresh, const nb__bn_pool_kernels *K)
+{
+    double sg, sgx;
+    bw_sums(s, c, dy, dw, db, K, &sg, &sgx);
+    if (dx) bw_dx(s, w, c, dy, dx, fresh, K, sg, sgx);
+}
+
+/* Synchronised (bp_saved.synced): every channel's sums, added over the job,
+ * then dx (one thread, as nb__bn_sync_stats). */
+static nb_status bw_synced(nb_ctx *ctx, const bp_saved *s, const nb_tensor *w, const float *dy, float *dx, float *dw,
+                           float *db, int fresh, const nb__bn_pool_kernels *K)
+{
+    const nb__bn_sync *h = nb__bn_get_sync();
+    if (!h) return nb__fail(NB_ERR_STATE, "batch_norm_relu_max_pool: synchronised in forward but not in backward");
+    const int64_t C = s->C;
+    double *v = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(2 * C) * sizeof(double));
+    if (!v) return nb__fail(NB_ERR_NOMEM, "batch_norm_relu_max_pool: out of memory");
+    for (int64_t c = 0; c < C; c++) bw_sums(s, c, dy, dw, db, K, &v[c], &v[C + c]);
+    nb_status st = h->sum(h->user, v, 2 * C, NB__BN_GRADS);
+    if (st || !dx) return st;
+    for (int64_t c = 0; c < C; c++) bw_dx(s, w, c, dy, dx, fresh, K, v[c], v[C + c]);
+    return NB_OK;
+}
+
+static void bp_backward_channels(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const bp_job *j = ctx;
+    for (int64_t c = lo; c < hi; c++) bw_channel(j->s, j->weight, c, j->dy, j->dx, j->dw, j->db, j->fresh, j->K);
+}
+
 nb_status nb__bw_batch_norm_relu_max_pool(nb_ctx *ctx, nb__node *nd)
 {
-    (void)ctx;
     const bp_saved *s = nd->saved;
     nb_tensor *x = nd->in[0];
     nb_tensor *w = nd->i[0] ? nd->in[1] : NULL;
@@ -263,8 +344,10 @@ nb_status nb__bw_batch_norm_relu_max_pool(nb_ctx *ctx, nb__node *nd)
     if (dw && nb__fresh(nd, 1)) memset(dw, 0, (size_t)s->C * sizeof(float));
     if (db && nb__fresh(nd, 1 + (int)nd->i[0])) memset(db, 0, (size_t)s->C * sizeof(float));
     const int64_t C = s->C, numel = s->N * C * s->H * s->W;
-    if (numel == 0) return NB_OK;
     const nb__bn_pool_kernels *K = bp_kernels();
-    NB_PAR_FOR(numel >= BP_PAR_MIN && C > 1, c, C, bw_channel(s, w, c, nd->out->grad, dx, dw, db, fresh, K));
+    if (s->synced) return bw_synced(ctx, s, w, nd->out->grad, dx, dw, db, fresh, K);
+    if (numel == 0) return NB_OK;
+    bp_job j = {.s = nd->saved, .weight = w, .K = K, .dy = nd->out->grad, .dx = dx, .dw = dw, .db = db, .fresh = fresh};
+    nb__par_for(C, nb__par_parts(C, numel >= BP_PAR_MIN), bp_backward_channels, &j);
     return NB_OK;
 }

@@ -63,9 +63,6 @@
 #include "../kernels/winograd.h"
 #include "prefetch.h"
 #include <limits.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #ifndef CV_TILE_FLOATS
 #define CV_TILE_FLOATS  (256 * 1024)    /* column buffer per thread (K x tile) */
@@ -266,38 +263,65 @@ static nb__im2col_geom row_geom(const cv_geom *g)
     return (nb__im2col_geom){g->H, g->W, g->OW, g->kh, g->kw, g->sh, g->ph, g->pw, g->dh, g->dw};
 }
 
+/* One tile's im2col (x into col) or col2im (col into dx), channel by channel. */
+typedef struct {
+    const cv_geom *g;
+    const nb__im2col_kernels *K;    /* NULL: the portable loops */
+    nb__im2col_geom rg;
+    const float *x;
+    float *col, *dx;
+    int64_t oh0, oh1, plane, taps;  /* floats of a channel's plane and of its col rows */
+} col_job;
+
+static col_job col_job_init(const cv_geom *g, int64_t oh0, int64_t oh1)
+{
+    return (col_job){.g = g, .K = row_kernels(g), .rg = row_geom(g), .oh0 = oh0, .oh1 = oh1,
+                     .plane = g->H * g->W, .taps = (int64_t)g->kh * g->kw * (oh1 - oh0) * g->OW};
+}
+
+static void im2col_channels(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const col_job *j = ctx;
+    for (int64_t c = lo; c < hi; c++) {
+        if (j->K) j->K->im2col(&j->rg, j->x + c * j->plane, j->oh0, j->oh1, j->col + c * j->taps);
+        else im2col(j->g, j->x, c, c + 1, j->oh0, j->oh1, j->col);
+    }
+}
+
+static void col2im_channels(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const col_job *j = ctx;
+    for (int64_t c = lo; c < hi; c++) {
+        if (j->K) j->K->col2im(&j->rg, j->col + c * j->taps, j->oh0, j->oh1, j->dx + c * j->plane);
+        else col2im(j->g, j->col, c, c + 1, j->oh0, j->oh1, j->dx);
+    }
+}
+
 /* im2col / col2im of a whole group's channels, split over threads when par. */
 static void im2col_all(const cv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col, int par)
 {
-    const nb__im2col_kernels *K = row_kernels(g);
-    const nb__im2col_geom rg = row_geom(g);
-    const int64_t plane = g->H * g->W, taps = (int64_t)g->kh * g->kw * (oh1 - oh0) * g->OW;
-    NB_PAR_FOR(par && g->Cg > 1, c, g->Cg, {
-        if (K) K->im2col(&rg, x + c * plane, oh0, oh1, col + c * taps);
-        else im2col(g, x, c, c + 1, oh0, oh1, col);
-    });
+    col_job j = col_job_init(g, oh0, oh1);
+    j.x = x;
+    j.col = col;
+    nb__par_for(g->Cg, nb__par_parts(g->Cg, par), im2col_channels, &j);
 }
 
 static void col2im_all(const cv_geom *g, float *col, int64_t oh0, int64_t oh1, float *dx, int par)
 {
-    const nb__im2col_kernels *K = row_kernels(g);
-    const nb__im2col_geom rg = row_geom(g);
-    const int64_t plane = g->H * g->W, taps = (int64_t)g->kh * g->kw * (oh1 - oh0) * g->OW;
-    NB_PAR_FOR(par && g->Cg > 1, c, g->Cg, {
-        if (K) K->col2im(&rg, col + c * taps, oh0, oh1, dx + c * plane);
-        else col2im(g, col, c, c + 1, oh0, oh1, dx);
-    });
+    col_job j = col_job_init(g, oh0, oh1);
+    j.col = col;
+    j.dx = dx;
+    nb__par_for(g->Cg, nb__par_parts(g->Cg, par), col2im_channels, &j);
 }
 
 /* ---- scheduling --------------------------------------------------------------- */
 
+/* The threads a loop may use here: 1 inside a task of the pool. */
 static int cv_max_threads(void)
 {
-    int n = nb_get_threads();
-#ifdef _OPENMP
-    if (omp_in_parallel()) n = 1;
-#endif
-    return n < 1 ? 1 : n;
+    return nb__par_parts(NB__POOL_MAX_THREADS, 1);
 }
 
 /* Threads to run `items` equal items on, one item per thread at a time; 1
@@ -310,15 +334,6 @@ static int items_threads(int64_t items, double flops)
     if (items < nth) nth = (int)items;
     int64_t per = (items + nth - 1) / nth;
     return per * nth * 4 <= items * 5 ? nth : 1;
-}
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
 }
 
 /* Fetch sample n + 1's input while sample n is worked on (its planes are
@@ -368,6 +383,29 @@ CV_VEC static void dw_forward_plane(const cv_geom *g, const float *x, const floa
                     for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * g->sw + off];
             }
         }
+    }
+}
+
+/* The planes of a depthwise convolution: forward (x, w, bias b with stride
+ * bs into y) or data gradient (w, dy into dx, zeroed first when fresh). */
+typedef struct {
+    const cv_geom *g;
+    const float *x, *w, *b, *dy;
+    int64_t bs;
+    float *y, *dx;
+    int fresh;
+} dw_job;
+
+/* Planes q = n*O + o of y. */
+static void dw_forward_planes(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const dw_job *j = ctx;
+    const cv_geom *g = j->g;
+    for (int64_t q = lo; q < hi; q++) {
+        const int64_t n = q / g->O, o = q % g->O;
+        dw_forward_plane(g, j->x + (n * g->C + o / g->Og) * g->H * g->W, j->w + o * g->kh * g->kw,
+                         j->b ? j->b[o * j->bs] : 0.0f, j->y + q * g->P);
     }
 }
 
@@ -432,6 +470,36 @@ static float *direct_pads(nb_ctx *ctx, const cv_geom *g, int nth)
     return pads;
 }
 
+/* Samples of a one-channel convolution (forward: x, w, bias into y) or
+ * runs of them (weight gradient: x, dy into acc, a partial sum per run);
+ * each thread has its padded plane, pads + slot * pf. */
+typedef struct {
+    const cv_geom *g;
+    const nb__conv_direct_kernels *K;
+    const float *x, *w, *bias, *dy;
+    float *y, *acc, *pads;
+    int64_t pf, accf, parts;
+} direct_job;
+
+static void direct_samples(void *ctx, int64_t lo, int64_t hi, int slot)
+{
+    const direct_job *j = ctx;
+    const cv_geom *g = j->g;
+    for (int64_t n = lo; n < hi; n++)
+        j->K->forward(&g->cd, j->x + n * g->H * g->W, j->w, j->bias, j->y + n * g->O * g->P, j->pads + slot * j->pf);
+}
+
+/* Runs p of samples, each summed into its own acc + p * accf. */
+static void direct_weight_runs(void *ctx, int64_t lo, int64_t hi, int slot)
+{
+    const direct_job *j = ctx;
+    const cv_geom *g = j->g;
+    for (int64_t p = lo; p < hi; p++)
+        for (int64_t n = g->N * p / j->parts; n < g->N * (p + 1) / j->parts; n++)
+            j->K->weight_acc(&g->cd, j->x + n * g->H * g->W, j->dy + n * g->O * g->P, j->acc + p * j->accf,
+                             j->pads + slot * j->pf);
+}
+
 static void direct_forward(nb_ctx *ctx, const cv_geom *g, const float *x, const float *w, const float *b,
                            int64_t bs, float *y, int *ok)
 {
@@ -446,11 +514,9 @@ static void direct_forward(nb_ctx *ctx, const cv_geom *g, const float *x, const 
     }
     if (bc)
         for (int64_t o = 0; o < g->O; o++) bc[o] = b[o * bs];
-    const float *bias = bc ? bc : b;
-    const int64_t pf = nb__cd_pad_floats(&g->cd);
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t n = 0; n < g->N; n++)
-        K->forward(&g->cd, x + n * g->H * g->W, w, bias, y + n * g->O * g->P, pads + thread_id() * pf);
+    direct_job j = {.g = g, .K = K, .x = x, .w = w, .bias = bc ? bc : b, .y = y, .pads = pads,
+                    .pf = nb__cd_pad_floats(&g->cd)};
+    nb__par_for(g->N, nth, direct_samples, &j);
 }
 
 /* dw (O x kh*kw) and db (O), either NULL, += the sums over the batch:
@@ -468,11 +534,9 @@ static nb_status direct_weight(nb_ctx *ctx, const cv_geom *g, const float *x, co
     float *acc = nb_arena_calloc(nb_ctx_arena(ctx), (size_t)(accf * parts) * sizeof(float));
     float *pads = direct_pads(ctx, g, nth);
     if (!acc || !pads) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for partial sums");
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t p = 0; p < parts; p++)
-        for (int64_t n = g->N * p / parts; n < g->N * (p + 1) / parts; n++)
-            K->weight_acc(&g->cd, x + n * g->H * g->W, dy + n * g->O * g->P, acc + p * accf,
-                          pads + thread_id() * pf);
+    direct_job j = {.g = g, .K = K, .x = x, .dy = dy, .acc = acc, .pads = pads, .pf = pf, .accf = accf,
+                    .parts = parts};
+    nb__par_for(parts, nth, direct_weight_runs, &j);
     for (int64_t o = 0; o < g->O; o++)
         for (int t = 0; t <= T; t++) {
             float lane[NB__CD_LANES];
@@ -513,6 +577,34 @@ static int wino_fits(const cv_geom *g)
            !g->direct;
 }
 
+/* Winograd chunks: forward (U, x, bias b into y, added when add) or
+ * weight gradient (runs p of chunks of x and dy, each into dU + p * us);
+ * each thread has its workspace, ws + slot * wsf. */
+typedef struct {
+    const nb__wg_geom *wg;
+    const float *U, *x, *b, *dy;
+    int add;
+    float *y, *dU, *ws;
+    int64_t wsf, us, parts;
+} wino_job;
+
+static void wino_chunks(void *ctx, int64_t lo, int64_t hi, int slot)
+{
+    const wino_job *j = ctx;
+    for (int64_t k = lo; k < hi; k++) nb__wg_chunk(j->wg, j->U, j->x, j->b, j->add, j->y, k, j->ws + slot * j->wsf);
+}
+
+static void wino_grad_runs(void *ctx, int64_t lo, int64_t hi, int slot)
+{
+    const wino_job *j = ctx;
+    const int64_t nchunks = j->wg->nchunks;
+    for (int64_t p = lo; p < hi; p++) {
+        const int64_t k0 = nchunks * p / j->parts, k1 = nchunks * (p + 1) / j->parts;
+        for (int64_t k = k0; k < k1; k++)
+            nb__wg_chunk_grad(j->wg, j->x, j->dy, k == k0, j->dU + p * j->us, k, j->ws + slot * j->wsf);
+    }
+}
+
 /* y (N, Co, ...) = conv of x (N, Ci, Hi, Wi) with padding (ph, pw): the
  * forward (flip = 0, w is (Co, Ci, 3, 3)) or the data gradient (flip = 1,
  * w is (Ci, Co, 3, 3), the layer's own weight); add: y += instead of =.
@@ -533,10 +625,25 @@ static int wino_run(nb_ctx *ctx, int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, 
     if (bc)
         for (int64_t o = 0; o < Co; o++) bc[o] = b[o * bs];
     nb__wg_weights(w, flip ? Ci : Co, flip ? Co : Ci, flip, U);
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t k = 0; k < wg.nchunks; k++)
-        nb__wg_chunk(&wg, U, x, bc ? bc : b, add, y, k, ws + (nth > 1 ? thread_id() : 0) * wsf);
+    wino_job j = {.wg = &wg, .U = U, .x = x, .b = bc ? bc : b, .add = add, .y = y, .ws = ws, .wsf = wsf};
+    nb__par_for(wg.nchunks, nth, wino_chunks, &j);
     return 1;
+}
+
+typedef struct {
+    const cv_geom *g;
+    const float *dy;
+    float *db;
+} bias_grad_job;
+
+/* db[o] += the sum of dy's planes of channel o, sample by sample. */
+static void bias_grad_channels(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const bias_grad_job *j = ctx;
+    const cv_geom *g = j->g;
+    for (int64_t o = lo; o < hi; o++)
+        for (int64_t n = 0; n < g->N; n++) j->db[o] += row_sum(j->dy + (n * g->O + o) * g->P, g->P);
 }
 
 /* dw (O, C, 3, 3) += the weight gradient in Winograd's space (see
@@ -545,10 +652,10 @@ static int wino_run(nb_ctx *ctx, int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, 
  * its own dU, the parts then added in order. */
 static nb_status wino_weight(nb_ctx *ctx, const cv_geom *g, const float *x, const float *dy, float *dw, float *db)
 {
-    if (db)
-        NB_PAR_FOR(cv_max_threads() > 1 && g->N * g->O * g->P >= CV_INNER_MIN, o, g->O, {
-            for (int64_t n = 0; n < g->N; n++) db[o] += row_sum(dy + (n * g->O + o) * g->P, g->P);
-        });
+    if (db) {
+        bias_grad_job j = {g, dy, db};
+        nb__par_for(g->O, nb__par_parts(g->O, g->N * g->O * g->P >= CV_INNER_MIN), bias_grad_channels, &j);
+    }
     if (!dw) return NB_OK;
     nb__wg_geom wg;
     if (!nb__wg_init(&wg, g->N, g->C, g->H, g->W, g->O, g->ph, g->pw)) return NB_OK;
@@ -562,12 +669,8 @@ static nb_status wino_weight(nb_ctx *ctx, const cv_geom *g, const float *x, cons
     float *dU = nb_arena_alloc(ar, (size_t)(us * parts) * sizeof(float));
     float *ws = nb_arena_alloc(ar, (size_t)(wsf * nth) * sizeof(float));
     if (!dU || !ws) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for the Winograd workspace");
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t p = 0; p < parts; p++) {
-        const int64_t k0 = wg.nchunks * p / parts, k1 = wg.nchunks * (p + 1) / parts;
-        for (int64_t k = k0; k < k1; k++)
-            nb__wg_chunk_grad(&wg, x, dy, k == k0, dU + p * us, k, ws + (nth > 1 ? thread_id() : 0) * wsf);
-    }
+    wino_job j = {.wg = &wg, .x = x, .dy = dy, .dU = dU, .ws = ws, .wsf = wsf, .us = us, .parts = parts};
+    nb__par_for(parts, nth, wino_grad_runs, &j);
     nb__wg_weight_grad(dU, parts, g->O, g->C, dw);
     return NB_OK;
 }
@@ -607,6 +710,26 @@ static void fw_tile(const cv_geom *g, const float *x, const float *w, const floa
     }
 }
 
+/* Items (sample, tile) of the forward, each thread with its column buffer
+ * ws + slot * cf. */
+typedef struct {
+    const cv_geom *g;
+    const float *x, *w, *b;
+    int64_t bs, cf;
+    float *y, *ws;
+} tile_job;
+
+static void fw_tiles(void *ctx, int64_t lo, int64_t hi, int slot)
+{
+    const tile_job *j = ctx;
+    const cv_geom *g = j->g;
+    for (int64_t it = lo; it < hi; it++) {
+        int64_t oh0, oh1;
+        tile_rows(g, it % g->ntiles, &oh0, &oh1);
+        fw_tile(g, j->x, j->w, j->b, j->bs, j->y, it / g->ntiles, oh0, oh1, j->ws ? j->ws + slot * j->cf : NULL, 0);
+    }
+}
+
 static void conv_forward(nb_ctx *ctx, const cv_geom *g, const float *x, const float *w, const float *b,
                          int64_t bs, float *y, int *ok)
 {
@@ -620,12 +743,9 @@ static void conv_forward(nb_ctx *ctx, const cv_geom *g, const float *x, const fl
         return;
     }
     if (g->depthwise) {
-        const int64_t planes = g->N * g->O, mult = g->Og;
-        NB_PAR_FOR(items_threads(planes, flops) > 1, q, planes, {
-            const int64_t n = q / g->O, o = q % g->O;
-            dw_forward_plane(g, x + (n * g->C + o / mult) * g->H * g->W, w + o * g->kh * g->kw,
-                             b ? b[o * bs] : 0.0f, y + q * g->P);
-        });
+        const int64_t planes = g->N * g->O;
+        dw_job j = {.g = g, .x = x, .w = w, .b = b, .bs = bs, .y = y};
+        nb__par_for(planes, nb__par_parts(planes, items_threads(planes, flops) > 1), dw_forward_planes, &j);
         return;
     }
     const int64_t items = g->N * g->ntiles, cf = col_floats(g);
@@ -636,12 +756,8 @@ static void conv_forward(nb_ctx *ctx, const cv_geom *g, const float *x, const fl
         return;
     }
     if (nth > 1) {
-#pragma omp parallel for schedule(static) num_threads(nth)
-        for (int64_t it = 0; it < items; it++) {
-            int64_t oh0, oh1;
-            tile_rows(g, it % g->ntiles, &oh0, &oh1);
-            fw_tile(g, x, w, b, bs, y, it / g->ntiles, oh0, oh1, ws ? ws + thread_id() * cf : NULL, 0);
-        }
+        tile_job j = {.g = g, .x = x, .w = w, .b = b, .bs = bs, .cf = cf, .y = y, .ws = ws};
+        nb__par_for(items, nth, fw_tiles, &j);
     } else {
         const int inner = cv_max_threads() > 1 && g->K * g->rows * g->OW >= CV_INNER_MIN;
         for (int64_t it = 0; it < items; it++) {
@@ -869,6 +985,40 @@ static void dw_weight_range(const cv_geom *g, const float *x, const float *dy, f
     }
 }
 
+/* Planes q = n*C + c of dx: the output channels of input channel c. */
+static void dw_data_planes(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const dw_job *j = ctx;
+    const cv_geom *g = j->g;
+    for (int64_t q = lo; q < hi; q++) {
+        const int64_t n = q / g->C, c = q % g->C;
+        if (j->fresh) memset(j->dx + q * g->H * g->W, 0, (size_t)(g->H * g->W) * sizeof(float));
+        for (int64_t o = c * g->Og; o < (c + 1) * g->Og; o++)
+            dw_backward_plane(g, NULL, j->w + o * g->kh * g->kw, j->dy + (n * g->O + o) * g->P,
+                              j->dx + q * g->H * g->W, NULL);
+    }
+}
+
+/* The backward's loops: samples of the data gradient, or parts (runs of
+ * items, each into its own partial sum of dw and db: part 0 straight into
+ * the gradients, part p > 0 into partial + (p - 1) * wsz). Each thread has
+ * its column buffer (two when merged) at ws + slot * cf * (merged ? 2 : 1). */
+typedef struct {
+    const cv_saved *s;
+    const float *dy;
+    float *dx, *dw, *db, *partial, *ws;
+    int64_t cf, items, parts, wsz;
+    int fresh_x, merged, inner;     /* inner: im2col on threads of its own */
+} bw_job;
+
+static void bw_data_samples(void *ctx, int64_t lo, int64_t hi, int slot)
+{
+    const bw_job *j = ctx;
+    for (int64_t n = lo; n < hi; n++)
+        bw_data_sample(&j->s->g, j->s->w, j->dy, j->dx, n, j->ws ? j->ws + slot * j->cf : NULL, 0, j->fresh_x);
+}
+
 /* The data gradient alone: samples own their slice of dX. */
 static nb_status bw_data(nb_ctx *ctx, const cv_saved *s, const float *dy, float *dx, float *ws, int fresh_x)
 {
@@ -882,25 +1032,54 @@ static nb_status bw_data(nb_ctx *ctx, const cv_saved *s, const float *dy, float 
     if (g->depthwise) {
         /* planes of one sample and input channel: o in [c*Og, (c+1)*Og) */
         const int64_t planes = g->N * g->C;
-        NB_PAR_FOR(items_threads(planes, flops) > 1, q, planes, {
-            const int64_t n = q / g->C, c = q % g->C;
-            if (fresh_x) memset(dx + q * g->H * g->W, 0, (size_t)(g->H * g->W) * sizeof(float));
-            for (int64_t o = c * g->Og; o < (c + 1) * g->Og; o++)
-                dw_backward_plane(g, NULL, s->w + o * g->kh * g->kw, dy + (n * g->O + o) * g->P,
-                                  dx + q * g->H * g->W, NULL);
-        });
+        dw_job j = {.g = g, .w = s->w, .dy = dy, .dx = dx, .fresh = fresh_x};
+        nb__par_for(planes, nb__par_parts(planes, items_threads(planes, flops) > 1), dw_data_planes, &j);
         return NB_OK;
     }
     const int nth = items_threads(g->N, flops);
     if (nth > 1) {
-#pragma omp parallel for schedule(static) num_threads(nth)
-        for (int64_t n = 0; n < g->N; n++)
-            bw_data_sample(g, s->w, dy, dx, n, ws ? ws + thread_id() * cf : NULL, 0, fresh_x);
+        bw_job j = {.s = s, .dy = dy, .dx = dx, .ws = ws, .cf = cf, .fresh_x = fresh_x};
+        nb__par_for(g->N, nth, bw_data_samples, &j);
     } else {
         const int inner = cv_max_threads() > 1 && cf >= CV_INNER_MIN;
         for (int64_t n = 0; n < g->N; n++) bw_data_sample(g, s->w, dy, dx, n, ws, inner, fresh_x);
     }
     return NB_OK;
+}
+
+static void bw_weight_parts(void *ctx, int64_t lo, int64_t hi, int slot)
+{
+    const bw_job *j = ctx;
+    const cv_saved *s = j->s;
+    const cv_geom *g = &s->g;
+    for (int64_t p = lo; p < hi; p++) {
+        float *pw = p ? j->partial + (p - 1) * j->wsz : NULL;
+        float *tdw = j->dw ? (p ? pw : j->dw) : NULL;
+        float *tdb = j->db ? (p ? pw + g->O * g->K : j->db) : NULL;
+        const int64_t i0 = j->items * p / j->parts, i1 = j->items * (p + 1) / j->parts;
+        float *col = j->ws ? j->ws + slot * j->cf * (j->merged ? 2 : 1) : NULL;
+        if (g->depthwise)
+            dw_weight_range(g, s->x, j->dy, tdw, tdb, i0, i1);
+        else if (j->merged)
+            for (int64_t it = i0; it < i1; it++) {
+                bw_data_sample(g, s->w, j->dy, j->dx, it, col ? col + j->cf : NULL, 0, j->fresh_x);
+                bw_weight_range(g, s->x, j->dy, tdw, tdb, it, it + 1, col, 0);
+            }
+        else
+            bw_weight_range(g, s->x, j->dy, tdw, tdb, i0, i1, col, j->inner);
+    }
+}
+
+/* dw[e] += the partial sums of parts 1, 2, ... in order. */
+static void add_weight_parts(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const bw_job *j = ctx;
+    for (int64_t e = lo; e < hi; e++) {
+        float a = j->dw[e];
+        for (int64_t p = 1; p < j->parts; p++) a += j->partial[(p - 1) * j->wsz + e];
+        j->dw[e] = a;
+    }
 }
 
 nb_status nb__bw_conv2d(nb_ctx *ctx, nb__node *node)
@@ -946,31 +1125,13 @@ nb_status nb__bw_conv2d(nb_ctx *ctx, nb__node *node)
     float *part = parts > 1 ? nb_arena_calloc(nb_ctx_arena(ctx), (size_t)((parts - 1) * wsz) * sizeof(float))
                             : NULL;
     if (parts > 1 && !part) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for partial sums");
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t p = 0; p < parts; p++) {
-        float *pw = p ? part + (p - 1) * wsz : NULL;
-        float *tdw = dw ? (p ? pw : dw) : NULL;
-        float *tdb = db ? (p ? pw + g->O * g->K : db) : NULL;
-        const int64_t i0 = items * p / parts, i1 = items * (p + 1) / parts;
-        float *col = ws ? ws + (nth > 1 ? thread_id() : 0) * cf * (merged ? 2 : 1) : NULL;
-        if (g->depthwise)
-            dw_weight_range(g, s->x, dy, tdw, tdb, i0, i1);
-        else if (merged)
-            for (int64_t it = i0; it < i1; it++) {
-                bw_data_sample(g, s->w, dy, dx, it, col ? col + cf : NULL, 0, fresh_x);
-                bw_weight_range(g, s->x, dy, tdw, tdb, it, it + 1, col, 0);
-            }
-        else
-            bw_weight_range(g, s->x, dy, tdw, tdb, i0, i1, col, nth == 1 && maxth > 1 && cf >= CV_INNER_MIN);
-    }
+    bw_job j = {.s = s, .dy = dy, .dx = dx, .dw = dw, .db = db, .partial = part, .ws = ws, .cf = cf,
+                .items = items, .parts = parts, .wsz = wsz, .fresh_x = fresh_x, .merged = merged,
+                .inner = nth == 1 && maxth > 1 && cf >= CV_INNER_MIN};
+    nb__par_for(parts, nth, bw_weight_parts, &j);
     if (parts > 1) {
         const int64_t nw = g->O * g->K;
-        if (dw)
-            NB_PAR_FOR(nw >= 65536, e, nw, {
-                float a = dw[e];
-                for (int64_t p = 1; p < parts; p++) a += part[(p - 1) * wsz + e];
-                dw[e] = a;
-            });
+        if (dw) nb__par_for(nw, nb__par_parts(nw, nw >= 65536), add_weight_parts, &j);
         if (db)
             for (int64_t o = 0; o < g->O; o++) {
                 float a = db[o];

@@ -26,9 +26,6 @@
  * results do not depend on it. */
 #include "../core/internal.h"
 #include <limits.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define CT_TILE_FLOATS (256 * 1024)  /* column buffer per thread (K x tile) */
 #define CT_PAR_FLOPS   2.0e6         /* below this, one thread */
@@ -140,22 +137,10 @@ static void pack_samples(const ct_geom *g, const float *x, int64_t gi, int64_t n
                    (size_t)g->P * sizeof(float));
 }
 
+/* The threads a loop may use here: 1 inside a task of the pool. */
 static int max_threads(void)
 {
-    int n = nb_get_threads();
-#ifdef _OPENMP
-    if (omp_in_parallel()) n = 1;
-#endif
-    return n < 1 ? 1 : n;
-}
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
+    return nb__par_parts(NB__POOL_MAX_THREADS, 1);
 }
 
 static double flops(const ct_geom *g) { return 2.0 * (double)g->N * (double)g->Cin * (double)g->K * (double)g->P; }
@@ -322,6 +307,23 @@ static void forward_block(const ct_geom *g, const float *x, const float *w, cons
     }
 }
 
+/* Blocks of samples: forward (x, w, bias b with stride bs into y) or
+ * backward (`parts` runs of blocks: dx slices and dW sums, part 0 straight
+ * into dw, part p > 0 into partial + (p - 1) * wsz). Each thread has its
+ * workspace, ws + slot * wf. */
+typedef struct {
+    const ct_geom *g;
+    const float *x, *w, *b, *dy;
+    int64_t bs, wf, parts, wsz;
+    float *y, *dx, *dw, *partial, *ws;
+} ct_job;
+
+static void forward_blocks(void *ctx, int64_t lo, int64_t hi, int slot)
+{
+    const ct_job *j = ctx;
+    for (int64_t blk = lo; blk < hi; blk++) forward_block(j->g, j->x, j->w, j->b, j->bs, j->y, blk, j->ws + slot * j->wf);
+}
+
 nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b,
                                const nb_conv_transpose2d_opts *opts)
 {
@@ -341,11 +343,9 @@ nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tenso
     const int64_t wf = work_floats(g);
     float *ws = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(wf * nth) * sizeof(float));
     if (!s->x || !s->w || !ws) return nb__op_fail(ctx, NB_ERR_NOMEM, "conv_transpose2d: out of memory");
-    const float *bd = b ? b->data : NULL;
-    const int64_t bs = b ? b->stride[0] : 0;
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t blk = 0; blk < g->nblocks; blk++)
-        forward_block(g, s->x, s->w, bd, bs, out->data, blk, ws + thread_id() * wf);
+    ct_job j = {.g = g, .x = s->x, .w = s->w, .b = b ? b->data : NULL, .bs = b ? b->stride[0] : 0, .wf = wf,
+                .y = out->data, .ws = ws};
+    nb__par_for(g->nblocks, nth, forward_blocks, &j);
     nb__node *node = nb__record(ctx, NB__OP_CONV_TRANSPOSE2D, out, in, b ? 3 : 2);
     if (node) node->saved = s;
     return out;
@@ -415,6 +415,17 @@ static void bias_grad(const ct_geom *g, const float *dy, float *db)
     }
 }
 
+static void backward_parts(void *ctx, int64_t lo, int64_t hi, int slot)
+{
+    const ct_job *j = ctx;
+    const int64_t nblocks = j->g->nblocks;
+    for (int64_t p = lo; p < hi; p++) {
+        float *tdw = j->dw ? (p ? j->partial + (p - 1) * j->wsz : j->dw) : NULL;
+        backward_range(j->g, j->x, j->w, j->dy, j->dx, tdw, nblocks * p / j->parts, nblocks * (p + 1) / j->parts,
+                       j->ws + slot * j->wf);
+    }
+}
+
 nb_status nb__bw_conv_transpose2d(nb_ctx *ctx, nb__node *node)
 {
     const ct_saved *s = node->saved;
@@ -438,12 +449,9 @@ nb_status nb__bw_conv_transpose2d(nb_ctx *ctx, nb__node *node)
                       : NULL;
     if (!ws || (dw && parts > 1 && !part))
         return nb__fail(NB_ERR_NOMEM, "conv_transpose2d backward: out of memory");
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t p = 0; p < parts; p++) {
-        float *tdw = dw ? (p ? part + (p - 1) * wsz : dw) : NULL;
-        backward_range(g, s->x, s->w, dy, dx, tdw, g->nblocks * p / parts, g->nblocks * (p + 1) / parts,
-                       ws + thread_id() * wf);
-    }
+    ct_job j = {.g = g, .x = s->x, .w = s->w, .dy = dy, .wf = wf, .parts = parts, .wsz = wsz, .dx = dx, .dw = dw,
+                .partial = part, .ws = ws};
+    nb__par_for(parts, nth, backward_parts, &j);
     if (part)
         for (int64_t e = 0; e < wsz; e++) {
             float a = dw[e];

@@ -57,6 +57,29 @@ DROP_VEC static void drop_block(const float *restrict x, float *restrict y, uint
     }
 }
 
+/* The blocks of one call, forward (x into y and mask) or backward (gy into
+ * gx). */
+typedef struct {
+    const float *x, *gy;
+    float *y, *gx;
+    uint8_t *mask;
+    int64_t n;
+    uint64_t key;
+    uint32_t thr;
+    float scale;
+    int fresh;
+} drop_job;
+
+static void drop_blocks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const drop_job *j = ctx;
+    for (int64_t b = lo; b < hi; b++) {
+        int64_t i0 = b * DROP_BLOCK, len = j->n - i0 < DROP_BLOCK ? j->n - i0 : DROP_BLOCK;
+        drop_block(j->x + i0, j->y + i0, j->mask ? j->mask + i0 : NULL, i0, len, j->key, j->thr, j->scale);
+    }
+}
+
 nb_tensor *nb_dropout(nb_ctx *ctx, nb_tensor *x, float p, int training)
 {
     if (!x) return NULL;
@@ -87,10 +110,8 @@ nb_tensor *nb_dropout(nb_ctx *ctx, nb_tensor *x, float p, int training)
         double t = ldexp((double)p, 32) + 0.5;
         uint32_t thr = t >= 4294967295.0 ? UINT32_MAX : (uint32_t)t;
         int64_t nb = (n + DROP_BLOCK - 1) / DROP_BLOCK;
-        NB_PAR_FOR(n >= DROP_PAR_MIN, b, nb, {
-            int64_t i0 = b * DROP_BLOCK, len = n - i0 < DROP_BLOCK ? n - i0 : DROP_BLOCK;
-            drop_block(src + i0, y->data + i0, mask ? mask + i0 : NULL, i0, len, key, thr, scale);
-        });
+        drop_job j = {.x = src, .y = y->data, .mask = mask, .n = n, .key = key, .thr = thr, .scale = scale};
+        nb__par_for(nb, nb__par_parts(nb, n >= DROP_PAR_MIN), drop_blocks, &j);
     }
     nb__node *node = nb__record(ctx, NB__OP_DROPOUT, y, &x, 1);
     if (want && !node) return nb__op_fail(ctx, NB_ERR_NOMEM, "dropout: out of memory recording the op");
@@ -112,6 +133,16 @@ DROP_VEC static void drop_bw_block(float *restrict gx, const float *restrict gy,
         for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * (mask[i] ? scale : 0.0f);
 }
 
+static void drop_bw_blocks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const drop_job *j = ctx;
+    for (int64_t b = lo; b < hi; b++) {
+        int64_t i0 = b * DROP_BLOCK, m = j->n - i0 < DROP_BLOCK ? j->n - i0 : DROP_BLOCK;
+        drop_bw_block(j->gx + i0, j->gy + i0, j->mask + i0, m, j->scale, j->fresh);
+    }
+}
+
 nb_status nb__bw_dropout(nb_ctx *ctx, nb__node *n)
 {
     (void)ctx;
@@ -119,12 +150,8 @@ nb_status nb__bw_dropout(nb_ctx *ctx, nb__node *n)
     if (!x->requires_grad) return NB_OK;
     const drop_saved *s = n->saved;
     int64_t len = nb_tensor_numel(x), nb = (len + DROP_BLOCK - 1) / DROP_BLOCK;
-    float *gx = x->grad;
-    const float *gy = n->out->grad;
-    const int fresh = nb__fresh(n, 0);
-    NB_PAR_FOR(len >= DROP_PAR_MIN, b, nb, {
-        int64_t i0 = b * DROP_BLOCK, m = len - i0 < DROP_BLOCK ? len - i0 : DROP_BLOCK;
-        drop_bw_block(gx + i0, gy + i0, s->mask + i0, m, s->scale, fresh);
-    });
+    drop_job j = {.gy = n->out->grad, .gx = x->grad, .mask = s->mask, .n = len, .scale = s->scale,
+                  .fresh = nb__fresh(n, 0)};
+    nb__par_for(nb, nb__par_parts(nb, len >= DROP_PAR_MIN), drop_bw_blocks, &j);
     return NB_OK;
 }

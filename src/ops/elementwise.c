@@ -5,8 +5,8 @@
  * up to two operands with their own strides (0 along broadcast dimensions).
  * Dimensions of size 1 are dropped and neighbours that are laid out alike are
  * merged, so same-shape contiguous operands become one flat, vectorisable
- * row. Large tensors are split into rows or chunks over OpenMP threads with a
- * static schedule; each output element is computed by one thread from the
+ * row. Large tensors are split into rows or chunks, in contiguous ranges on
+ * the thread pool; each output element is computed by one thread from the
  * same inputs, so results do not depend on the thread count. */
 #include "../core/internal.h"
 #include <math.h>
@@ -121,37 +121,84 @@ static void ew_row(int op, int acc, float *o, const float *a, int64_t sa,
     }
 }
 
-/* ew_run for a transposed operand: it is unit-stride along dimension k, the
- * output along the last one; both are walked in EW_TILE x EW_TILE tiles so
- * the strided reads stay in cache. */
-static void ew_tiled(int op, int acc, float *o, const float *a, const float *b, const ew_layout *L, int k, float s)
+/* One ew_run or ew_tiled call, as its parallel pieces see it. */
+typedef struct {
+    int op, acc;
+    float *o;
+    const float *a, *b;
+    const ew_layout *L;
+    float s;
+    int k;                      /* tiled: the transposed dimension */
+    int64_t os[NB_MAX_DIMS];    /* tiled: the output's strides */
+    int64_t tiles, per_row;     /* tiles along k; chunks per row */
+} ew_job;
+
+/* Pieces [lo, hi) of ew_tiled: one tile of dimension k, all its columns. */
+static void ew_tile_pieces(void *ctx, int64_t lo, int64_t hi, int part)
 {
-    int nd = L->nd;
-    int64_t os[NB_MAX_DIMS];
-    nb__contig_strides(nd, L->shape, os);
-    int64_t outer = 1;
-    for (int d = 0; d < nd - 1; d++)
-        if (d != k) outer *= L->shape[d];
-    int64_t nk = L->shape[k], inner = L->shape[nd - 1], isa = L->sa[nd - 1], isb = L->sb[nd - 1];
-    int64_t tiles = (nk + EW_TILE - 1) / EW_TILE, pieces = outer * tiles;
-    NB_PAR_FOR(outer * nk * inner >= EW_PAR_MIN && pieces > 1, p, pieces, {
-        int64_t r = p / tiles, i0 = (p % tiles) * EW_TILE, i1 = i0 + EW_TILE < nk ? i0 + EW_TILE : nk;
+    (void)part;
+    const ew_job *j = ctx;
+    const ew_layout *L = j->L;
+    const int nd = L->nd, k = j->k;
+    const int64_t nk = L->shape[k], inner = L->shape[nd - 1], isa = L->sa[nd - 1], isb = L->sb[nd - 1];
+    for (int64_t p = lo; p < hi; p++) {
+        int64_t r = p / j->tiles, i0 = (p % j->tiles) * EW_TILE, i1 = i0 + EW_TILE < nk ? i0 + EW_TILE : nk;
         int64_t offo = 0, offa = 0, offb = 0;
         for (int d = nd - 2; d >= 0; d--) {
             if (d == k) continue;
             int64_t i = r % L->shape[d];
             r /= L->shape[d];
-            offo += i * os[d];
+            offo += i * j->os[d];
             offa += i * L->sa[d];
             offb += i * L->sb[d];
         }
         for (int64_t j0 = 0; j0 < inner; j0 += EW_TILE) {
             int64_t n = inner - j0 < EW_TILE ? inner - j0 : EW_TILE;
             for (int64_t i = i0; i < i1; i++)
-                ew_row(op, acc, o + offo + i * os[k] + j0, a + offa + i * L->sa[k] + j0 * isa, isa,
-                       b + offb + i * L->sb[k] + j0 * isb, isb, n, s);
+                ew_row(j->op, j->acc, j->o + offo + i * j->os[k] + j0, j->a + offa + i * L->sa[k] + j0 * isa, isa,
+                       j->b + offb + i * L->sb[k] + j0 * isb, isb, n, j->s);
         }
-    });
+    }
+}
+
+/* ew_run for a transposed operand: it is unit-stride along dimension k, the
+ * output along the last one; both are walked in EW_TILE x EW_TILE tiles so
+ * the strided reads stay in cache. */
+static void ew_tiled(int op, int acc, float *o, const float *a, const float *b, const ew_layout *L, int k, float s)
+{
+    int nd = L->nd;
+    ew_job j = {.op = op, .acc = acc, .o = o, .a = a, .b = b, .L = L, .s = s, .k = k};
+    nb__contig_strides(nd, L->shape, j.os);
+    int64_t outer = 1;
+    for (int d = 0; d < nd - 1; d++)
+        if (d != k) outer *= L->shape[d];
+    int64_t nk = L->shape[k], inner = L->shape[nd - 1];
+    j.tiles = (nk + EW_TILE - 1) / EW_TILE;
+    int64_t pieces = outer * j.tiles;
+    nb__par_for(pieces, nb__par_parts(pieces, outer * nk * inner >= EW_PAR_MIN), ew_tile_pieces, &j);
+}
+
+/* Pieces [lo, hi) of ew_run: chunk p % per_row of row p / per_row. */
+static void ew_row_pieces(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const ew_job *j = ctx;
+    const ew_layout *L = j->L;
+    const int nd = L->nd;
+    const int64_t inner = L->shape[nd - 1], isa = L->sa[nd - 1], isb = L->sb[nd - 1], per_row = j->per_row;
+    for (int64_t p = lo; p < hi; p++) {
+        int64_t r = p / per_row, q = p % per_row;
+        int64_t j0 = inner * q / per_row, j1 = inner * (q + 1) / per_row;
+        int64_t offa = 0, offb = 0, rr = r;
+        for (int d = nd - 2; d >= 0; d--) {
+            int64_t i = rr % L->shape[d];
+            rr /= L->shape[d];
+            offa += i * L->sa[d];
+            offb += i * L->sb[d];
+        }
+        ew_row(j->op, j->acc, j->o + r * inner + j0, j->a + offa + j0 * isa, isa, j->b + offb + j0 * isb, isb,
+               j1 - j0, j->s);
+    }
 }
 
 /* o (contiguous over L's shape) = or += op(a, b) with L's strides. */
@@ -170,20 +217,10 @@ static void ew_run(int op, int acc, float *o, const float *a, const float *b, co
                 return;
             }
     /* Few long rows: cut each row into chunks so every thread gets work. */
-    int64_t per_row = (total >= EW_PAR_MIN && rows < 64) ? (inner + EW_CHUNK - 1) / EW_CHUNK : 1;
-    int64_t pieces = rows * per_row;
-    NB_PAR_FOR(total >= EW_PAR_MIN, p, pieces, {
-        int64_t r = p / per_row, q = p % per_row;
-        int64_t j0 = inner * q / per_row, j1 = inner * (q + 1) / per_row;
-        int64_t offa = 0, offb = 0, rr = r;
-        for (int d = nd - 2; d >= 0; d--) {
-            int64_t i = rr % L->shape[d];
-            rr /= L->shape[d];
-            offa += i * L->sa[d];
-            offb += i * L->sb[d];
-        }
-        ew_row(op, acc, o + r * inner + j0, a + offa + j0 * isa, isa, b + offb + j0 * isb, isb, j1 - j0, s);
-    });
+    ew_job j = {.op = op, .acc = acc, .o = o, .a = a, .b = b, .L = L, .s = s};
+    j.per_row = (total >= EW_PAR_MIN && rows < 64) ? (inner + EW_CHUNK - 1) / EW_CHUNK : 1;
+    int64_t pieces = rows * j.per_row;
+    nb__par_for(pieces, nb__par_parts(pieces, total >= EW_PAR_MIN), ew_row_pieces, &j);
 }
 
 /* ---- binary ops ------------------------------------------------------------ */

@@ -59,6 +59,61 @@ static int check_affine(nb_ctx *ctx, const nb_tensor *t, const char *what, const
     return 1;
 }
 
+/* The planes of one call: forward (y from x) or backward (dx and the
+ * per-plane sums sdy, sdyx from dy). */
+typedef struct {
+    const in_saved *s;
+    const nb_tensor *weight, *bias;
+    float eps;
+    float *y;
+    const float *dy;
+    float *dx;
+    double *sdy, *sdyx;
+} in_job;
+
+static void in_planes(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const in_job *j = ctx;
+    const in_saved *s = j->s;  /* its mean and invstd arrays are written */
+    const int64_t C = s->C, S = s->S;
+    const float *xd = s->x;
+    float *y = j->y;
+    for (int64_t q = lo; q < hi; q++) {
+        const int64_t c = q % C;
+        plane_stats(xd + q * S, S, j->eps, &s->mean[q], &s->invstd[q]);
+        const double m = s->mean[q];
+        const float k = affine_at(j->weight, c, 1.0f) * s->invstd[q], b = affine_at(j->bias, c, 0.0f);
+        for (int64_t e = 0; e < S; e++) y[q * S + e] = (float)((double)xd[q * S + e] - m) * k + b;
+    }
+}
+
+static void in_planes_bw(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const in_job *j = ctx;
+    const in_saved *s = j->s;
+    const int64_t C = s->C, S = s->S;
+    for (int64_t q = lo; q < hi; q++) {
+        const float *xp = s->x + q * S, *g = j->dy + q * S;
+        const double m = s->mean[q], is = s->invstd[q];
+        double a = 0.0, ax = 0.0;
+        for (int64_t e = 0; e < S; e++) {
+            a += g[e];
+            ax += g[e] * (((double)xp[e] - m) * is);
+        }
+        j->sdy[q] = a;
+        j->sdyx[q] = ax;
+        if (j->dx) {
+            /* dx = k * (dy - mean(dy) - xhat * mean(dy xhat)) */
+            const double k = affine_at(j->weight, q % C, 1.0f) * is, ma = a / (double)S, max = ax / (double)S;
+            float *d = j->dx + q * S;
+            for (int64_t e = 0; e < S; e++)
+                d[e] += (float)(k * (g[e] - ma - ((double)xp[e] - m) * is * max));
+        }
+    }
+}
+
 nb_tensor *nb_instance_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, float eps)
 {
     char sx[96];
@@ -85,15 +140,8 @@ nb_tensor *nb_instance_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_ten
     s->N = N;
     s->C = C;
     s->S = S;
-    const float *xd = s->x;
-    float *y = out->data;
-    NB_PAR_FOR(N * C * S >= IN_PAR_MIN && N * C > 1, q, N * C, {
-        const int64_t c = q % C;
-        plane_stats(xd + q * S, S, eps, &s->mean[q], &s->invstd[q]);
-        const double m = s->mean[q];
-        const float k = affine_at(weight, c, 1.0f) * s->invstd[q], b = affine_at(bias, c, 0.0f);
-        for (int64_t e = 0; e < S; e++) y[q * S + e] = (float)((double)xd[q * S + e] - m) * k + b;
-    });
+    in_job j = {.s = s, .weight = weight, .bias = bias, .eps = eps, .y = out->data};
+    nb__par_for(N * C, nb__par_parts(N * C, N * C * S >= IN_PAR_MIN), in_planes, &j);
     nb_tensor *in[3] = {x, NULL, NULL};
     int nin = 1;
     if (weight) in[nin++] = weight;
@@ -114,7 +162,6 @@ nb_status nb__bw_instance_norm(nb_ctx *ctx, nb__node *nd)
     nb_tensor *w = nd->i[0] ? nd->in[1] : NULL;
     nb_tensor *b = nd->i[1] ? nd->in[1 + (int)nd->i[0]] : NULL;
     const int64_t N = s->N, C = s->C, S = s->S, planes = N * C;
-    const float *xd = s->x, *dy = nd->out->grad;
     float *dx = x->requires_grad ? x->grad : NULL;
     float *dw = w && w->requires_grad ? w->grad : NULL;
     float *db = b && b->requires_grad ? b->grad : NULL;
@@ -122,24 +169,8 @@ nb_status nb__bw_instance_norm(nb_ctx *ctx, nb__node *nd)
     double *sdy = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(2 * planes) * sizeof(double) + 1);
     if (!sdy) return nb__fail(NB_ERR_NOMEM, "instance_norm backward: out of memory");
     double *sdyx = sdy + planes;
-    NB_PAR_FOR(planes * S >= IN_PAR_MIN && planes > 1, q, planes, {
-        const float *xp = xd + q * S, *g = dy + q * S;
-        const double m = s->mean[q], is = s->invstd[q];
-        double a = 0.0, ax = 0.0;
-        for (int64_t e = 0; e < S; e++) {
-            a += g[e];
-            ax += g[e] * (((double)xp[e] - m) * is);
-        }
-        sdy[q] = a;
-        sdyx[q] = ax;
-        if (dx) {
-            /* dx = k * (dy - mean(dy) - xhat * mean(dy xhat)) */
-            const double k = affine_at(w, q % C, 1.0f) * is, ma = a / (double)S, max = ax / (double)S;
-            float *d = dx + q * S;
-            for (int64_t e = 0; e < S; e++)
-                d[e] += (float)(k * (g[e] - ma - ((double)xp[e] - m) * is * max));
-        }
-    });
+    in_job j = {.s = s, .weight = w, .dy = nd->out->grad, .dx = dx, .sdy = sdy, .sdyx = sdyx};
+    nb__par_for(planes, nb__par_parts(planes, planes * S >= IN_PAR_MIN), in_planes_bw, &j);
     for (int64_t c = 0; c < C; c++) {
         double a = 0.0, ax = 0.0;
         for (int64_t n = 0; n < N; n++) {

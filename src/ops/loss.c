@@ -72,6 +72,25 @@ static nb_tensor *nomem(nb_ctx *ctx, const char *name)
     return nb__op_fail(ctx, NB_ERR_NOMEM, "%s: out of memory", name);
 }
 
+typedef struct {
+    const float *v;
+    int64_t n;
+    double *part;
+} sum_job;
+
+/* part[b] = sum of block b of v, for blocks [lo, hi). */
+static void block_sums(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const sum_job *j = ctx;
+    for (int64_t b = lo; b < hi; b++) {
+        int64_t e = (b + 1) * NB__SUM_BLOCK < j->n ? (b + 1) * NB__SUM_BLOCK : j->n;
+        double s = 0;
+        for (int64_t i = b * NB__SUM_BLOCK; i < e; i++) s += j->v[i];
+        j->part[b] = s;
+    }
+}
+
 /* Sum of v[0..n) in double: blocks of NB__SUM_BLOCK (in parallel for big n),
  * then the block sums in order, so the result does not depend on threads. */
 static int det_sum(nb_ctx *ctx, const float *v, int64_t n, double *out)
@@ -79,13 +98,8 @@ static int det_sum(nb_ctx *ctx, const float *v, int64_t n, double *out)
     int64_t nblk = (n + NB__SUM_BLOCK - 1) / NB__SUM_BLOCK;
     double small[64], *part = nblk <= 64 ? small : arena_alloc(ctx, (size_t)nblk * sizeof(double));
     if (!part) return 0;
-#pragma omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)
-    for (int64_t b = 0; b < nblk; b++) {
-        int64_t e = (b + 1) * NB__SUM_BLOCK < n ? (b + 1) * NB__SUM_BLOCK : n;
-        double s = 0;
-        for (int64_t i = b * NB__SUM_BLOCK; i < e; i++) s += v[i];
-        part[b] = s;
-    }
+    sum_job j = {v, n, part};
+    nb__par_for(nblk, nb__par_parts(nblk, n >= NB__LOSS_PAR_MIN), block_sums, &j);
     double s = 0;
     for (int64_t b = 0; b < nblk; b++) s += part[b];
     *out = s;
@@ -210,22 +224,34 @@ static int pw_validate(nb_ctx *ctx, int kind, nb_tensor *x, const float *xo, nb_
     return 1;
 }
 
-/* l[i] = loss of element i. */
-static void pw_forward(int kind, const float *restrict x, const float *restrict t, float *restrict l,
-                       int64_t n, int log_target)
+/* One pointwise loss's elements: forward (l from x and t) or backward (dx
+ * from x, t and the incoming gradient g, or c0 when the loss is reduced). */
+typedef struct {
+    int kind, log_target;
+    const float *x, *t;
+    float *l;
+    const pw_saved *sv;
+    const float *g;
+    float *dx;
+    float c0;
+} pw_job;
+
+/* l[i] = loss of element i, for i in [lo, hi). */
+static void pw_forward_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
-    switch (kind) {
+    (void)part;
+    const pw_job *j = ctx;
+    const float *restrict x = j->x, *restrict t = j->t;
+    float *restrict l = j->l;
+    switch (j->kind) {
     case PW_MSE:
-#pragma omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) l[i] = (x[i] - t[i]) * (x[i] - t[i]);
+        for (int64_t i = lo; i < hi; i++) l[i] = (x[i] - t[i]) * (x[i] - t[i]);
         break;
     case PW_L1:
-#pragma omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) l[i] = fabsf(x[i] - t[i]);
+        for (int64_t i = lo; i < hi; i++) l[i] = fabsf(x[i] - t[i]);
         break;
     case PW_BCE:
-#pragma omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = lo; i < hi; i++) {
             float lx = fmaxf(logf(x[i]), BCE_LOG_MIN), l1x = fmaxf(log1pf(-x[i]), BCE_LOG_MIN);
             if (x[i] != x[i]) lx = l1x = x[i];  /* fmaxf would drop the NaN */
             l[i] = (t[i] - 1.0f) * l1x - t[i] * lx;
@@ -233,28 +259,30 @@ static void pw_forward(int kind, const float *restrict x, const float *restrict 
         break;
     case PW_BCEL:
         /* max(x, 0) - x*y + log(1 + e^-|x|): finite for any finite x */
-#pragma omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = lo; i < hi; i++)
             l[i] = sel(x[i] > 0, x[i], 0.0f) - x[i] * t[i] + log1p_unit(exp_nonpos(-fabsf(x[i])));
         break;
     case PW_KL:
-        if (log_target) {
-#pragma omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)
-            for (int64_t i = 0; i < n; i++) l[i] = expf(t[i]) * (t[i] - x[i]);
+        if (j->log_target) {
+            for (int64_t i = lo; i < hi; i++) l[i] = expf(t[i]) * (t[i] - x[i]);
         } else {
             /* xlogy(t, t) - t*x: 0 where t == 0, as torch */
-#pragma omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)
-            for (int64_t i = 0; i < n; i++) l[i] = (t[i] == 0 ? 0.0f : t[i] * logf(t[i])) - t[i] * x[i];
+            for (int64_t i = lo; i < hi; i++) l[i] = (t[i] == 0 ? 0.0f : t[i] * logf(t[i])) - t[i] * x[i];
         }
         break;
     case PW_HINGE:
-#pragma omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = lo; i < hi; i++) {
             float m = 1.0f - t[i] * x[i];
             l[i] = m < 0 ? 0.0f : m;  /* keeps a NaN */
         }
         break;
     }
+}
+
+static void pw_forward(int kind, const float *x, const float *t, float *l, int64_t n, int log_target)
+{
+    pw_job j = {.kind = kind, .log_target = log_target, .x = x, .t = t, .l = l};
+    nb__par_for(n, nb__par_parts(n, n >= NB__LOSS_PAR_MIN), pw_forward_range, &j);
 }
 
 static nb_tensor *pointwise_loss(nb_ctx *ctx, int kind, nb_tensor *x, nb_tensor *t, nb_reduction r, int log_target)
@@ -311,50 +339,46 @@ static nb_tensor *pointwise_loss(nb_ctx *ctx, int kind, nb_tensor *x, nb_tensor 
 /* dx[i] += c_i * d loss_i / d x_i (the target's gradient of mse/l1 is its negative),
  * where c_i is the incoming gradient of element i (NONE) or the reduced
  * loss's gradient over its denominator. */
-static void pw_grad_input(int kind, const pw_saved *sv, const float *g, float *restrict dx)
+static void pw_grad_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
-    const float *restrict x = sv->x, *restrict t = sv->t;
-    int64_t n = sv->n;
-    float c0 = (float)(g[0] / sv->denom);
+    (void)part;
+    const pw_job *j = ctx;
+    const pw_saved *sv = j->sv;
+    const float *restrict x = sv->x, *restrict t = sv->t, *g = j->g;
+    float *restrict dx = j->dx;
+    const float c0 = j->c0;
 /* One loop per loss, written once for each coefficient (PW_C) so that the
  * compiler sees a plain load or a loop invariant, never a choice. */
 #define PW_LOOPS(PW_C)                                                                      \
-    switch (kind) {                                                                         \
+    switch (j->kind) {                                                                      \
     case PW_MSE:                                                                            \
-        _Pragma("omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)")             \
-        for (int64_t i = 0; i < n; i++) dx[i] += 2.0f * (x[i] - t[i]) * (PW_C);             \
+        for (int64_t i = lo; i < hi; i++) dx[i] += 2.0f * (x[i] - t[i]) * (PW_C);           \
         break;                                                                              \
     case PW_L1: /* sign, 0 at 0 */                                                          \
-        _Pragma("omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)")             \
-        for (int64_t i = 0; i < n; i++)                                                     \
+        for (int64_t i = lo; i < hi; i++)                                                   \
             dx[i] += (float)((x[i] - t[i] > 0) - (x[i] - t[i] < 0)) * (PW_C);               \
         break;                                                                              \
     case PW_BCE:                                                                            \
-        _Pragma("omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)")             \
-        for (int64_t i = 0; i < n; i++) {                                                   \
+        for (int64_t i = lo; i < hi; i++) {                                                 \
             float den = (1.0f - x[i]) * x[i];                                               \
             dx[i] += (PW_C) * (x[i] - t[i]) / sel(den > BCE_EPS, den, BCE_EPS);             \
         }                                                                                   \
         break;                                                                              \
     case PW_BCEL: /* sigmoid(x) - y */                                                      \
-        _Pragma("omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)")             \
-        for (int64_t i = 0; i < n; i++) {                                                   \
+        for (int64_t i = lo; i < hi; i++) {                                                 \
             float e = exp_nonpos(-fabsf(x[i])), r = 1.0f / (1.0f + e);                      \
             dx[i] += (sel(x[i] >= 0, 1.0f, e) * r - t[i]) * (PW_C);                         \
         }                                                                                   \
         break;                                                                              \
     case PW_KL:                                                                             \
         if (sv->log_target) {                                                               \
-            _Pragma("omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)")         \
-            for (int64_t i = 0; i < n; i++) dx[i] -= expf(t[i]) * (PW_C);                   \
+            for (int64_t i = lo; i < hi; i++) dx[i] -= expf(t[i]) * (PW_C);                 \
         } else {                                                                            \
-            _Pragma("omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)")         \
-            for (int64_t i = 0; i < n; i++) dx[i] -= t[i] * (PW_C);                         \
+            for (int64_t i = lo; i < hi; i++) dx[i] -= t[i] * (PW_C);                       \
         }                                                                                   \
         break;                                                                              \
     case PW_HINGE: /* -y where the margin 1 - y*x is positive */                            \
-        _Pragma("omp parallel for schedule(static) if (n >= NB__LOSS_PAR_MIN)")             \
-        for (int64_t i = 0; i < n; i++)                                                     \
+        for (int64_t i = lo; i < hi; i++)                                                   \
             dx[i] -= sel(1.0f - t[i] * x[i] > 0, t[i] * (PW_C), 0.0f);                      \
         break;                                                                              \
     }
@@ -364,6 +388,12 @@ static void pw_grad_input(int kind, const pw_saved *sv, const float *g, float *r
         PW_LOOPS(c0)
     }
 #undef PW_LOOPS
+}
+
+static void pw_grad_input(int kind, const pw_saved *sv, const float *g, float *dx)
+{
+    pw_job j = {.kind = kind, .sv = sv, .g = g, .dx = dx, .c0 = (float)(g[0] / sv->denom)};
+    nb__par_for(sv->n, nb__par_parts(sv->n, sv->n >= NB__LOSS_PAR_MIN), pw_grad_range, &j);
 }
 
 /* Adds into `in`'s gradient: straight when its shape is the broadcast shape,
@@ -446,6 +476,50 @@ static void ce_lse_block(const float *x, int64_t C, int64_t inner, int64_t i0, i
     for (int k = 0; k < w; k++) ls[k] = logf(ls[k]);
 }
 
+/* One cross entropy's rows (inner == 1) or blocks of CE_BLOCK positions
+ * (nblk per sample): forward, the max m and log-sum-exp ls of each position;
+ * backward, dx from the saved values and the incoming gradient g (c0 when
+ * the loss is reduced). */
+typedef struct {
+    const float *x;
+    float *m, *ls;
+    int64_t C, inner, nblk;
+    const ce_saved *sv;
+    const float *g;
+    float *dx;
+    int none;
+    float c0;
+} ce_job;
+
+static void ce_lse_rows(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const ce_job *j = ctx;
+    const int64_t C = j->C;
+    for (int64_t p = lo; p < hi; p++) {
+        const float *xr = j->x + p * C;
+        float mx = -INFINITY, s = 0;
+#pragma omp simd reduction(max : mx)
+        for (int64_t c = 0; c < C; c++) mx = xr[c] > mx ? xr[c] : mx;
+#pragma omp simd reduction(+ : s)
+        for (int64_t c = 0; c < C; c++) s += exp_nonpos(xr[c] - mx);
+        j->m[p] = mx;
+        j->ls[p] = logf(s);
+    }
+}
+
+static void ce_lse_blocks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const ce_job *j = ctx;
+    const int64_t C = j->C, inner = j->inner;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t n = t / j->nblk, i0 = (t % j->nblk) * CE_BLOCK;
+        int w = (int)(inner - i0 < CE_BLOCK ? inner - i0 : CE_BLOCK);
+        ce_lse_block(j->x + n * C * inner, C, inner, i0, w, j->m + n * inner + i0, j->ls + n * inner + i0);
+    }
+}
+
 nb_tensor *nb_cross_entropy(nb_ctx *ctx, nb_tensor *logits, const int32_t *target,
                             const float *weight, int ignore_index, nb_reduction r)
 {
@@ -485,26 +559,12 @@ nb_tensor *nb_cross_entropy(nb_ctx *ctx, nb_tensor *logits, const int32_t *targe
     float *l = r == NB_REDUCTION_NONE ? (out ? out->data : NULL) : arena_alloc(ctx, (size_t)P * sizeof(float));
     if (!x || !m || !ls || !out || !l) return nomem(ctx, name);
 
+    ce_job j = {.x = x, .m = m, .ls = ls, .C = C, .inner = inner, .nblk = (inner + CE_BLOCK - 1) / CE_BLOCK};
     if (inner == 1) {
-#pragma omp parallel for schedule(static) if (P * C >= NB__LOSS_PAR_MIN)
-        for (int64_t p = 0; p < P; p++) {
-            const float *xr = x + p * C;
-            float mx = -INFINITY, s = 0;
-#pragma omp simd reduction(max : mx)
-            for (int64_t c = 0; c < C; c++) mx = xr[c] > mx ? xr[c] : mx;
-#pragma omp simd reduction(+ : s)
-            for (int64_t c = 0; c < C; c++) s += exp_nonpos(xr[c] - mx);
-            m[p] = mx;
-            ls[p] = logf(s);
-        }
+        nb__par_for(P, nb__par_parts(P, P * C >= NB__LOSS_PAR_MIN), ce_lse_rows, &j);
     } else {
-        int64_t nblk = (inner + CE_BLOCK - 1) / CE_BLOCK, tasks = N * nblk;
-#pragma omp parallel for schedule(static) if (P * C >= NB__LOSS_PAR_MIN)
-        for (int64_t t = 0; t < tasks; t++) {
-            int64_t n = t / nblk, i0 = (t % nblk) * CE_BLOCK;
-            int w = (int)(inner - i0 < CE_BLOCK ? inner - i0 : CE_BLOCK);
-            ce_lse_block(x + n * C * inner, C, inner, i0, w, m + n * inner + i0, ls + n * inner + i0);
-        }
+        int64_t tasks = N * j.nblk;
+        nb__par_for(tasks, nb__par_parts(tasks, P * C >= NB__LOSS_PAR_MIN), ce_lse_blocks, &j);
     }
     double wsum = 0;
     for (int64_t p = 0; p < P; p++) {
@@ -539,49 +599,67 @@ nb_tensor *nb_cross_entropy(nb_ctx *ctx, nb_tensor *logits, const int32_t *targe
     return out;
 }
 
+static void ce_grad_rows(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const ce_job *j = ctx;
+    const ce_saved *sv = j->sv;
+    const int64_t C = sv->C;
+    for (int64_t p = lo; p < hi; p++) {
+        int32_t y = sv->y[p];
+        if (y == sv->ignore) continue;
+        float coef = (j->none ? j->g[p] : j->c0) * (sv->w ? sv->w[y] : 1.0f), mp = sv->m[p], lp = sv->ls[p];
+        const float *xr = sv->x + p * C;
+        float *dr = j->dx + p * C;
+        for (int64_t c = 0; c < C; c++) dr[c] += coef * exp_nonpos((xr[c] - mp) - lp);
+        dr[y] -= coef;
+    }
+}
+
+static void ce_grad_blocks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const ce_job *j = ctx;
+    const ce_saved *sv = j->sv;
+    const int64_t C = sv->C, inner = sv->inner;
+    const float *x = sv->x;
+    float *dx = j->dx;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t n = t / j->nblk, i0 = (t % j->nblk) * CE_BLOCK;
+        int w = (int)(inner - i0 < CE_BLOCK ? inner - i0 : CE_BLOCK);
+        int64_t p0 = n * inner + i0;
+        float coef[CE_BLOCK];
+        for (int k = 0; k < w; k++) {
+            int32_t y = sv->y[p0 + k];
+            coef[k] = y == sv->ignore ? 0.0f : (j->none ? j->g[p0 + k] : j->c0) * (sv->w ? sv->w[y] : 1.0f);
+        }
+        const float *mp = sv->m + p0, *lp = sv->ls + p0;
+        for (int64_t c = 0; c < C; c++) {
+            const float *xr = x + (n * C + c) * inner + i0;
+            float *dr = dx + (n * C + c) * inner + i0;
+            for (int k = 0; k < w; k++) dr[k] += coef[k] * exp_nonpos((xr[k] - mp[k]) - lp[k]);
+        }
+        for (int k = 0; k < w; k++) {
+            int32_t y = sv->y[p0 + k];
+            if (y != sv->ignore) dx[(n * C + y) * inner + i0 + k] -= coef[k];
+        }
+    }
+}
+
 nb_status nb__bw_cross_entropy(nb_ctx *ctx, nb__node *nd)
 {
     (void)ctx;
     const ce_saved *sv = nd->saved;
-    const float *g = nd->out->grad, *x = sv->x;
-    float *dx = nd->in[0]->grad;
+    const float *g = nd->out->grad;
     int none = sv->red == NB_REDUCTION_NONE;
-    float c0 = none ? 0.0f : (float)(g[0] / sv->denom);
     int64_t C = sv->C, inner = sv->inner, P = sv->N * inner;
+    ce_job j = {.sv = sv, .g = g, .dx = nd->in[0]->grad, .none = none,
+                .c0 = none ? 0.0f : (float)(g[0] / sv->denom), .nblk = (inner + CE_BLOCK - 1) / CE_BLOCK};
     if (inner == 1) {
-#pragma omp parallel for schedule(static) if (P * C >= NB__LOSS_PAR_MIN)
-        for (int64_t p = 0; p < P; p++) {
-            int32_t y = sv->y[p];
-            if (y == sv->ignore) continue;
-            float coef = (none ? g[p] : c0) * (sv->w ? sv->w[y] : 1.0f), mp = sv->m[p], lp = sv->ls[p];
-            const float *xr = x + p * C;
-            float *dr = dx + p * C;
-            for (int64_t c = 0; c < C; c++) dr[c] += coef * exp_nonpos((xr[c] - mp) - lp);
-            dr[y] -= coef;
-        }
+        nb__par_for(P, nb__par_parts(P, P * C >= NB__LOSS_PAR_MIN), ce_grad_rows, &j);
     } else {
-        int64_t nblk = (inner + CE_BLOCK - 1) / CE_BLOCK, tasks = sv->N * nblk;
-#pragma omp parallel for schedule(static) if (P * C >= NB__LOSS_PAR_MIN)
-        for (int64_t t = 0; t < tasks; t++) {
-            int64_t n = t / nblk, i0 = (t % nblk) * CE_BLOCK;
-            int w = (int)(inner - i0 < CE_BLOCK ? inner - i0 : CE_BLOCK);
-            int64_t p0 = n * inner + i0;
-            float coef[CE_BLOCK];
-            for (int k = 0; k < w; k++) {
-                int32_t y = sv->y[p0 + k];
-                coef[k] = y == sv->ignore ? 0.0f : (none ? g[p0 + k] : c0) * (sv->w ? sv->w[y] : 1.0f);
-            }
-            const float *mp = sv->m + p0, *lp = sv->ls + p0;
-            for (int64_t c = 0; c < C; c++) {
-                const float *xr = x + (n * C + c) * inner + i0;
-                float *dr = dx + (n * C + c) * inner + i0;
-                for (int k = 0; k < w; k++) dr[k] += coef[k] * exp_nonpos((xr[k] - mp[k]) - lp[k]);
-            }
-            for (int k = 0; k < w; k++) {
-                int32_t y = sv->y[p0 + k];
-                if (y != sv->ignore) dx[(n * C + y) * inner + i0 + k] -= coef[k];
-            }
-        }
+        int64_t tasks = sv->N * j.nblk;
+        nb__par_for(tasks, nb__par_parts(tasks, P * C >= NB__LOSS_PAR_MIN), ce_grad_blocks, &j);
     }
     return NB_OK;
 }
@@ -600,6 +678,63 @@ typedef struct {
     nb_reduction red;
     double denom;
 } mm_saved;
+
+/* One multi-margin loss's samples: forward (l from x, target and weight)
+ * or backward (dx from the saved values and g, or c0 when reduced). */
+typedef struct {
+    const float *x;
+    const int32_t *target;
+    const float *weight;
+    float *l;
+    int64_t C;
+    int p;
+    float margin;
+    const mm_saved *sv;
+    const float *g;
+    float *dx;
+    int none;
+    float c0;
+} margin_job;
+
+static void margin_rows(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const margin_job *j = ctx;
+    const int64_t C = j->C;
+    for (int64_t n = lo; n < hi; n++) {
+        const float *xr = j->x + n * C;
+        int32_t y = j->target[n];
+        float s = 0, xy = xr[y];
+        for (int64_t i = 0; i < C; i++) {
+            float z = j->margin - xy + xr[i];
+            if (i != y && z > 0) s += j->p == 1 ? z : z * z;
+        }
+        j->l[n] = (j->weight ? s * j->weight[y] : s) / (float)C;
+    }
+}
+
+static void margin_grad_rows(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const margin_job *j = ctx;
+    const mm_saved *sv = j->sv;
+    const int64_t C = sv->C;
+    for (int64_t n = lo; n < hi; n++) {
+        const float *xr = sv->x + n * C;
+        float *dr = j->dx + n * C;
+        int32_t y = sv->y[n];
+        float coef = (j->none ? j->g[n] : j->c0) * (sv->w ? sv->w[y] : 1.0f) / (float)C, xy = xr[y], dy = 0;
+        for (int64_t i = 0; i < C; i++) {
+            float z = sv->margin - xy + xr[i];
+            if (i != y && z > 0) {
+                float h = coef * (sv->p == 1 ? 1.0f : 2.0f * z);
+                dr[i] += h;
+                dy -= h;
+            }
+        }
+        dr[y] += dy;
+    }
+}
 
 nb_tensor *nb_multi_margin_loss(nb_ctx *ctx, nb_tensor *input, const int32_t *target,
                                 int p, float margin, const float *weight, nb_reduction r)
@@ -622,17 +757,8 @@ nb_tensor *nb_multi_margin_loss(nb_ctx *ctx, nb_tensor *input, const int32_t *ta
     nb_tensor *out = loss_out(ctx, r, input->ndim - 1, input->shape);
     float *l = r == NB_REDUCTION_NONE ? (out ? out->data : NULL) : arena_alloc(ctx, (size_t)N * sizeof(float));
     if (!x || !out || !l) return nomem(ctx, name);
-#pragma omp parallel for schedule(static) if (N * C >= NB__LOSS_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * C;
-        int32_t y = target[n];
-        float s = 0, xy = xr[y];
-        for (int64_t i = 0; i < C; i++) {
-            float z = margin - xy + xr[i];
-            if (i != y && z > 0) s += p == 1 ? z : z * z;
-        }
-        l[n] = (weight ? s * weight[y] : s) / (float)C;
-    }
+    margin_job j = {.x = x, .target = target, .weight = weight, .l = l, .C = C, .p = p, .margin = margin};
+    nb__par_for(N, nb__par_parts(N, N * C >= NB__LOSS_PAR_MIN), margin_rows, &j);
     double denom = r == NB_REDUCTION_MEAN ? (double)N : 1;
     if (r != NB_REDUCTION_NONE && !reduce_into(ctx, out, l, N, denom)) return nomem(ctx, name);
 
@@ -658,25 +784,10 @@ nb_status nb__bw_multi_margin_loss(nb_ctx *ctx, nb__node *nd)
     (void)ctx;
     const mm_saved *sv = nd->saved;
     const float *g = nd->out->grad;
-    float *dx = nd->in[0]->grad;
     int none = sv->red == NB_REDUCTION_NONE;
-    float c0 = none ? 0.0f : (float)(g[0] / sv->denom);
     int64_t N = sv->N, C = sv->C;
-#pragma omp parallel for schedule(static) if (N * C >= NB__LOSS_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = sv->x + n * C;
-        float *dr = dx + n * C;
-        int32_t y = sv->y[n];
-        float coef = (none ? g[n] : c0) * (sv->w ? sv->w[y] : 1.0f) / (float)C, xy = xr[y], dy = 0;
-        for (int64_t i = 0; i < C; i++) {
-            float z = sv->margin - xy + xr[i];
-            if (i != y && z > 0) {
-                float h = coef * (sv->p == 1 ? 1.0f : 2.0f * z);
-                dr[i] += h;
-                dy -= h;
-            }
-        }
-        dr[y] += dy;
-    }
+    margin_job j = {.sv = sv, .g = g, .dx = nd->in[0]->grad, .none = none,
+                    .c0 = none ? 0.0f : (float)(g[0] / sv->denom)};
+    nb__par_for(N, nb__par_parts(N, N * C >= NB__LOSS_PAR_MIN), margin_grad_rows, &j);
     return NB_OK;
 }

@@ -96,6 +96,55 @@ static int owns_batches(int nbd, const int64_t *shape, const int64_t *gs)
     return 1;
 }
 
+/* Batches of one product (forward) or of one gradient (backward), one GEMM
+ * each: the output batch shape, dC, and the gradient with its batch strides. */
+typedef struct {
+    const mm_saved *s;
+    const int64_t *shape;
+    float *out;
+    const float *g;
+    float *grad;
+    const int64_t *gs;
+} mm_job;
+
+static void mm_batches(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const mm_job *j = ctx;
+    const mm_saved *s = j->s;
+    const int M = (int)s->M, N = (int)s->N, K = (int)s->K;
+    for (int64_t p = lo; p < hi; p++)
+        nb_gemm(s->a.trans, s->b.trans, M, N, K, 1.0f, s->a.data + batch_off(p, s->nbd, j->shape, s->a.bstride),
+                (int)s->a.ld, s->b.data + batch_off(p, s->nbd, j->shape, s->b.bstride), (int)s->b.ld, 0.0f,
+                j->out + p * M * N, N);
+}
+
+/* dA += dC B^T, batch by batch */
+static void mm_batches_bw_a(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const mm_job *j = ctx;
+    const mm_saved *s = j->s;
+    const int M = (int)s->M, N = (int)s->N, K = (int)s->K;
+    for (int64_t p = lo; p < hi; p++)
+        nb_gemm(0, !s->b.trans, M, K, N, 1.0f, j->g + p * (int64_t)M * N, N,
+                s->b.data + batch_off(p, s->nbd, j->shape, s->b.bstride), (int)s->b.ld, 1.0f,
+                j->grad + batch_off(p, s->nbd, j->shape, j->gs), K);
+}
+
+/* dB += A^T dC, batch by batch */
+static void mm_batches_bw_b(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const mm_job *j = ctx;
+    const mm_saved *s = j->s;
+    const int M = (int)s->M, N = (int)s->N, K = (int)s->K;
+    for (int64_t p = lo; p < hi; p++)
+        nb_gemm(!s->a.trans, 0, K, N, M, 1.0f, s->a.data + batch_off(p, s->nbd, j->shape, s->a.bstride),
+                (int)s->a.ld, j->g + p * (int64_t)M * N, N, 1.0f, j->grad + batch_off(p, s->nbd, j->shape, j->gs),
+                N);
+}
+
 nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b)
 {
     nb_tensor *in[2] = {a, b};
@@ -157,13 +206,10 @@ nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b)
             nb_gemm(0, s->b.trans, (int)(nbatch * M), (int)N, (int)K, 1.0f, s->a.data, (int)s->a.ld, s->b.data,
                     (int)s->b.ld, 0.0f, out->data, (int)N);
         } else {
-            /* many small products: one per thread (nb_gemm runs serially
-             * inside a parallel region, with the same results) */
-            NB_PAR_FOR(small_batches(nbatch, M, N, K), p, nbatch,
-                    nb_gemm(s->a.trans, s->b.trans, (int)M, (int)N, (int)K, 1.0f,
-                            s->a.data + batch_off(p, nbd, shape, s->a.bstride), (int)s->a.ld,
-                            s->b.data + batch_off(p, nbd, shape, s->b.bstride), (int)s->b.ld, 0.0f,
-                            out->data + p * M * N, (int)N));
+            /* many small products: batches across the threads (nb_gemm
+             * runs on its caller inside a pool task, with the same results) */
+            mm_job j = {.s = s, .shape = shape, .out = out->data};
+            nb__par_for(nbatch, nb__par_parts(nbatch, small_batches(nbatch, M, N, K)), mm_batches, &j);
         }
     }
     nb__node *n = nb__record(ctx, NB__OP_MATMUL, out, in, 2);
@@ -209,16 +255,12 @@ nb_status nb__bw_matmul(nb_ctx *ctx, nb__node *n)
     grad_bstride(b, nbd, gsb);
     int small = small_batches(nbatch, M, N, K);
     if (a->requires_grad) {
-        NB_PAR_FOR(small && owns_batches(nbd, out->shape, gsa), p, nbatch,
-                nb_gemm(0, !s->b.trans, M, K, N, 1.0f, g + p * (int64_t)M * N, N,
-                        s->b.data + batch_off(p, nbd, out->shape, s->b.bstride), (int)s->b.ld, 1.0f,
-                        a->grad + batch_off(p, nbd, out->shape, gsa), K));
+        mm_job j = {.s = s, .shape = out->shape, .g = g, .grad = a->grad, .gs = gsa};
+        nb__par_for(nbatch, nb__par_parts(nbatch, small && owns_batches(nbd, out->shape, gsa)), mm_batches_bw_a, &j);
     }
     if (b->requires_grad) {
-        NB_PAR_FOR(small && owns_batches(nbd, out->shape, gsb), p, nbatch,
-                nb_gemm(!s->a.trans, 0, K, N, M, 1.0f, s->a.data + batch_off(p, nbd, out->shape, s->a.bstride),
-                        (int)s->a.ld, g + p * (int64_t)M * N, N, 1.0f,
-                        b->grad + batch_off(p, nbd, out->shape, gsb), N));
+        mm_job j = {.s = s, .shape = out->shape, .g = g, .grad = b->grad, .gs = gsb};
+        nb__par_for(nbatch, nb__par_parts(nbatch, small && owns_batches(nbd, out->shape, gsb)), mm_batches_bw_b, &j);
     }
     return NB_OK;
 }
@@ -259,6 +301,42 @@ static int lin_x_layout(nb_ctx *ctx, const nb_tensor *x, int64_t rows, int64_t i
     s->tx = 0;
     s->ldx = in ? in : 1;
     return 1;
+}
+
+/* The rows of linear's output filled with the bias (stride bs), or the
+ * bias gradient summed over the rows of dy. */
+typedef struct {
+    float *y, *gb;
+    const float *b, *g;
+    int64_t bs, rows, fo;
+} bias_job;
+
+static void bias_rows(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const bias_job *j = ctx;
+    const int64_t fo = j->fo, bs = j->bs;
+    for (int64_t r = lo; r < hi; r++) {
+        float *yr = j->y + r * fo;
+        if (bs == 1) memcpy(yr, j->b, (size_t)fo * sizeof(float));
+        else for (int64_t c = 0; c < fo; c++) yr[c] = j->b[c * bs];
+    }
+}
+
+/* Blocks of 256 columns of gb += the sum of dy's rows. */
+static void bias_grad_blocks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const bias_job *j = ctx;
+    const int64_t fo = j->fo;
+    float *restrict gb = j->gb;
+    for (int64_t blk = lo; blk < hi; blk++) {
+        int64_t j0 = blk * 256, j1 = j0 + 256 < fo ? j0 + 256 : fo;
+        for (int64_t r = 0; r < j->rows; r++) {
+            const float *restrict gr = j->g + r * fo;
+            for (int64_t c = j0; c < j1; c++) gb[c] += gr[c];
+        }
+    }
 }
 
 nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b)
@@ -303,13 +381,8 @@ nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b)
     }
     float *y = out->data;
     if (b) {   /* the bias goes in first; the GEMM adds x w^T to it */
-        const float *bd = b->data;
-        int64_t bs = b->stride[0];
-        NB_PAR_FOR(rows * fo >= MM_PAR_MIN, r, rows, {
-            float *yr = y + r * fo;
-            if (bs == 1) memcpy(yr, bd, (size_t)fo * sizeof(float));
-            else for (int64_t j = 0; j < fo; j++) yr[j] = bd[j * bs];
-        });
+        bias_job j = {.y = y, .b = b->data, .bs = b->stride[0], .fo = fo};
+        nb__par_for(rows, nb__par_parts(rows, rows * fo >= MM_PAR_MIN), bias_rows, &j);
     }
     if (rows && fo) {
         if (fi)
@@ -345,13 +418,8 @@ nb_status nb__bw_linear(nb_ctx *ctx, nb__node *n)
         float *gb = b->grad;
         if (nb__fresh(n, 2)) memset(gb, 0, (size_t)fo * sizeof(float));
         int64_t blocks = (fo + 255) / 256;
-        NB_PAR_FOR((int64_t)rows * fo >= MM_PAR_MIN && blocks > 1, blk, blocks, {
-            int64_t j0 = blk * 256, j1 = j0 + 256 < fo ? j0 + 256 : fo;
-            for (int64_t r = 0; r < rows; r++) {
-                const float *gr = g + r * fo;
-                for (int64_t j = j0; j < j1; j++) gb[j] += gr[j];
-            }
-        });
+        bias_job j = {.gb = gb, .g = g, .rows = rows, .fo = fo};
+        nb__par_for(blocks, nb__par_parts(blocks, (int64_t)rows * fo >= MM_PAR_MIN), bias_grad_blocks, &j);
     }
     return NB_OK;
 }

@@ -24,6 +24,36 @@ static void pad_plane(float *restrict y, const float *restrict x, int64_t H, int
     memset(y + (top + H) * OW, 0, (size_t)((OH - top - H) * OW) * sizeof(float));
 }
 
+/* Planes of x (H,W) and y (OH,OW), the frame at (top, left): x into y
+ * forward, gy into gx backward. */
+typedef struct {
+    const float *x, *gy;
+    float *y, *gx;
+    int64_t H, W, OH, OW, top, left;
+} pad_job;
+
+static void pad_planes(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const pad_job *j = ctx;
+    for (int64_t p = lo; p < hi; p++)
+        pad_plane(j->y + p * j->OH * j->OW, j->x + p * j->H * j->W, j->H, j->W, j->OW, j->OH, (int)j->top,
+                  (int)j->left);
+}
+
+static void pad_planes_bw(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const pad_job *j = ctx;
+    const int64_t H = j->H, W = j->W, OW = j->OW;
+    for (int64_t p = lo; p < hi; p++)
+        for (int64_t r = 0; r < H; r++) {
+            float *dst = j->gx + (p * H + r) * W;
+            const float *src = j->gy + p * j->OH * OW + (j->top + r) * OW + j->left;
+            for (int64_t c = 0; c < W; c++) dst[c] += src[c];
+        }
+}
+
 nb_tensor *nb_pad2d(nb_ctx *ctx, nb_tensor *x, const int pad[4])
 {
     if (!x) return NULL;
@@ -48,10 +78,8 @@ nb_tensor *nb_pad2d(nb_ctx *ctx, nb_tensor *x, const int pad[4])
         memset(y->data, 0, (size_t)nb_tensor_numel(y) * sizeof(float));
     } else {
         int64_t planes = nb_tensor_numel(x) / (H * W);
-        const float *xs = x->data;
-        float *ys = y->data;
-        NB_PAR_FOR(nb_tensor_numel(y) >= PAD_PAR_MIN, p, planes,
-                   pad_plane(ys + p * OH * OW, xs + p * H * W, H, W, OW, OH, pad[2], pad[0]));
+        pad_job j = {.x = x->data, .y = y->data, .H = H, .W = W, .OH = OH, .OW = OW, .top = pad[2], .left = pad[0]};
+        nb__par_for(planes, nb__par_parts(planes, nb_tensor_numel(y) >= PAD_PAR_MIN), pad_planes, &j);
     }
     nb__node *n = nb__record(ctx, NB__OP_PAD2D, y, &x, 1);
     if (n) {
@@ -71,16 +99,10 @@ nb_status nb__bw_pad2d(nb_ctx *ctx, nb__node *n)
     int64_t H = x->shape[nd - 2], W = x->shape[nd - 1];
     int64_t OH = n->out->shape[nd - 2], OW = n->out->shape[nd - 1];
     if (!nb_tensor_numel(x)) return NB_OK;
-    int64_t planes = nb_tensor_numel(x) / (H * W), top = n->i[2], left = n->i[0];
-    float *gx = x->grad;
-    const float *gy = n->out->grad;
-    NB_PAR_FOR(nb_tensor_numel(n->out) >= PAD_PAR_MIN, p, planes, {
-        for (int64_t r = 0; r < H; r++) {
-            float *dst = gx + (p * H + r) * W;
-            const float *src = gy + p * OH * OW + (top + r) * OW + left;
-            for (int64_t c = 0; c < W; c++) dst[c] += src[c];
-        }
-    });
+    int64_t planes = nb_tensor_numel(x) / (H * W);
+    pad_job j = {.gy = n->out->grad, .gx = x->grad, .H = H, .W = W, .OH = OH, .OW = OW, .top = n->i[2],
+                 .left = n->i[0]};
+    nb__par_for(planes, nb__par_parts(planes, nb_tensor_numel(n->out) >= PAD_PAR_MIN), pad_planes_bw, &j);
     return NB_OK;
 }
 

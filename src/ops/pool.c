@@ -1,7 +1,7 @@
 /* Pooling (NCHW, as torch): max_pool2d, avg_pool2d, adaptive_avg_pool2d,
  * forward and backward. Inputs are (N,C,H,W) or (C,H,W); each of the N*C
- * planes is pooled on its own, the planes split across OpenMP threads with a
- * static schedule, so results do not depend on the thread count.
+ * planes is pooled on its own, the planes split into contiguous ranges on the
+ * thread pool, so results do not depend on the thread count.
  *
  * Windows follow torch's CPU kernels exactly:
  *   - output size floor((in + 2p - d(k-1) - 1) / s) + 1, or with ceil_mode
@@ -54,6 +54,19 @@ typedef struct {
     int32_t *idx;            /* max: flat in-plane index of each output's winner, -1 none */
     int64_t *rows, *cols;    /* adaptive: [start, end) of each output row / column */
 } pool_saved;
+
+/* What the plane loops below share: planes [lo, hi) of x (input side, read)
+ * into y, or of gy into gx for a backward; ip and op are the input and
+ * output plane sizes. */
+typedef struct {
+    const pool_geom *g;
+    const float *x, *gy;
+    float *y, *gx;
+    int32_t *idx;
+    const int64_t *rows, *cols;
+    const float *cw;
+    int64_t planes, ip, op;
+} plane_job;
 
 /* ---- geometry --------------------------------------------------------------- */
 
@@ -417,6 +430,14 @@ static void max_plane(const float *in, float *out, int32_t *idx, const pool_geom
     }
 }
 
+static void max_planes(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const plane_job *j = ctx;
+    for (int64_t p = lo; p < hi; p++)
+        max_plane(j->x + p * j->ip, j->y + p * j->op, j->idx ? j->idx + p * j->op : NULL, j->g);
+}
+
 nb_tensor *nb_max_pool2d(nb_ctx *ctx, nb_tensor *x, const nb_pool2d_opts *opts)
 {
     if (!x) return NULL;
@@ -431,8 +452,8 @@ nb_tensor *nb_max_pool2d(nb_ctx *ctx, nb_tensor *x, const nb_pool2d_opts *opts)
     pool_saved *s = want ? nb_arena_alloc(nb_ctx_arena(ctx), sizeof *s) : NULL;
     int32_t *idx = want ? nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(planes * op) * sizeof(int32_t)) : NULL;
     if (!src || (want && (!s || !idx))) return nb__op_fail(ctx, NB_ERR_NOMEM, "max_pool2d: out of memory");
-    NB_PAR_FOR(planes > 1 && planes * ip >= POOL_PAR_MIN, p, planes,
-               max_plane(src + p * ip, out->data + p * op, idx ? idx + p * op : NULL, &g));
+    plane_job j = {.g = &g, .x = src, .y = out->data, .idx = idx, .ip = ip, .op = op};
+    nb__par_for(planes, nb__par_parts(planes, planes * ip >= POOL_PAR_MIN), max_planes, &j);
     nb__node *n = nb__record(ctx, NB__OP_MAX_POOL2D, out, &x, 1);
     if (want && !n) return nb__op_fail(ctx, NB_ERR_NOMEM, "max_pool2d: out of memory recording the op");
     if (n) {
@@ -471,6 +492,13 @@ static void max_plane_bw(const float *go, const int32_t *ix, float *gi, const po
     }
 }
 
+static void max_planes_bw(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const plane_job *j = ctx;
+    for (int64_t p = lo; p < hi; p++) max_plane_bw(j->gy + p * j->op, j->idx + p * j->op, j->gx + p * j->ip, j->g);
+}
+
 nb_status nb__bw_max_pool2d(nb_ctx *ctx, nb__node *n)
 {
     (void)ctx;
@@ -481,9 +509,8 @@ nb_status nb__bw_max_pool2d(nb_ctx *ctx, nb__node *n)
     int64_t planes = g->N * g->C, ip = g->H * g->W, op = g->OH * g->OW;
     const float *gy = n->out->grad;
     float *gx = x->grad;
-    const int32_t *idx = s->idx;
-    NB_PAR_FOR(planes > 1 && planes * ip >= POOL_PAR_MIN, p, planes,
-               max_plane_bw(gy + p * op, idx + p * op, gx + p * ip, g));
+    plane_job j = {.g = g, .gy = gy, .gx = gx, .idx = s->idx, .ip = ip, .op = op};
+    nb__par_for(planes, nb__par_parts(planes, planes * ip >= POOL_PAR_MIN), max_planes_bw, &j);
     return NB_OK;
 }
 
@@ -550,6 +577,13 @@ static void avg_plane(const float *in, float *out, const pool_geom *g)
     }
 }
 
+static void avg_planes(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const plane_job *j = ctx;
+    for (int64_t p = lo; p < hi; p++) avg_plane(j->x + p * j->ip, j->y + p * j->op, j->g);
+}
+
 nb_tensor *nb_avg_pool2d(nb_ctx *ctx, nb_tensor *x, const nb_pool2d_opts *opts)
 {
     if (!x) return NULL;
@@ -561,8 +595,8 @@ nb_tensor *nb_avg_pool2d(nb_ctx *ctx, nb_tensor *x, const nb_pool2d_opts *opts)
     const float *src = pool_src(ctx, x);
     if (!src) return nb__op_fail(ctx, NB_ERR_NOMEM, "avg_pool2d: out of memory");
     int64_t planes = g.N * g.C, ip = g.H * g.W, op = g.OH * g.OW;
-    NB_PAR_FOR(planes > 1 && planes * ip >= POOL_PAR_MIN, p, planes,
-               avg_plane(src + p * ip, out->data + p * op, &g));
+    plane_job j = {.g = &g, .x = src, .y = out->data, .ip = ip, .op = op};
+    nb__par_for(planes, nb__par_parts(planes, planes * ip >= POOL_PAR_MIN), avg_planes, &j);
     int want = nb_grad_enabled(ctx) && x->requires_grad;
     nb__node *n = nb__record(ctx, NB__OP_AVG_POOL2D, out, &x, 1);
     pool_saved *s = n ? nb_arena_alloc(nb_ctx_arena(ctx), sizeof *s) : NULL;
@@ -638,6 +672,13 @@ static void avg_plane_bw(const float *go, float *gi, const pool_geom *g)
     }
 }
 
+static void avg_planes_bw(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const plane_job *j = ctx;
+    for (int64_t p = lo; p < hi; p++) avg_plane_bw(j->gy + p * j->op, j->gx + p * j->ip, j->g);
+}
+
 nb_status nb__bw_avg_pool2d(nb_ctx *ctx, nb__node *n)
 {
     (void)ctx;
@@ -647,7 +688,8 @@ nb_status nb__bw_avg_pool2d(nb_ctx *ctx, nb__node *n)
     int64_t planes = g->N * g->C, ip = g->H * g->W, op = g->OH * g->OW;
     const float *gy = n->out->grad;
     float *gx = x->grad;
-    NB_PAR_FOR(planes > 1 && planes * ip >= POOL_PAR_MIN, p, planes, avg_plane_bw(gy + p * op, gx + p * ip, g));
+    plane_job j = {.g = g, .gy = gy, .gx = gx, .ip = ip, .op = op};
+    nb__par_for(planes, nb__par_parts(planes, planes * ip >= POOL_PAR_MIN), avg_planes_bw, &j);
     return NB_OK;
 }
 
@@ -718,6 +760,25 @@ static void adaptive_plane_bw(const float *go, float *gi, const pool_geom *g, co
     }
 }
 
+/* Chunks [lo, hi) of ADA_CHUNK planes (the last may be short). */
+static void adaptive_chunks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const plane_job *j = ctx;
+    for (int64_t c = lo; c < hi; c++) {
+        int64_t p0 = c * ADA_CHUNK, np = j->planes - p0 < ADA_CHUNK ? j->planes - p0 : ADA_CHUNK;
+        adaptive_chunk(j->x + p0 * j->ip, j->y + p0 * j->op, np, j->g, j->rows, j->cols, j->cw);
+    }
+}
+
+static void adaptive_planes_bw(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const plane_job *j = ctx;
+    for (int64_t p = lo; p < hi; p++)
+        adaptive_plane_bw(j->gy + p * j->op, j->gx + p * j->ip, j->g, j->rows, j->cols);
+}
+
 /* [floor(i*in/out), ceil((i+1)*in/out)) for i < out, as pairs. */
 static void adaptive_ranges(int64_t in, int64_t out, int64_t *r)
 {
@@ -764,10 +825,9 @@ nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int out_h, int out_
     adaptive_ranges(g.W, g.OW, cols);
     for (int64_t ow = 0; ow < g.OW; ow++) cw[ow] = (float)(cols[2 * ow + 1] - cols[2 * ow]);
     int64_t planes = g.N * g.C, ip = g.H * g.W, op = g.OH * g.OW, chunks = (planes + ADA_CHUNK - 1) / ADA_CHUNK;
-    NB_PAR_FOR(chunks > 1 && planes * (ip + op) >= POOL_PAR_MIN, c, chunks, {
-        int64_t p0 = c * ADA_CHUNK, np = planes - p0 < ADA_CHUNK ? planes - p0 : ADA_CHUNK;
-        adaptive_chunk(src + p0 * ip, out->data + p0 * op, np, &g, rows, cols, cw);
-    });
+    plane_job j = {.g = &g, .x = src, .y = out->data, .rows = rows, .cols = cols, .cw = cw, .planes = planes,
+                   .ip = ip, .op = op};
+    nb__par_for(chunks, nb__par_parts(chunks, planes * (ip + op) >= POOL_PAR_MIN), adaptive_chunks, &j);
     int want = nb_grad_enabled(ctx) && x->requires_grad;
     nb__node *n = nb__record(ctx, NB__OP_ADAPTIVE_AVG_POOL2D, out, &x, 1);
     if (want && !n) return nb__op_fail(ctx, NB_ERR_NOMEM, "adaptive_avg_pool2d: out of memory recording the op");
@@ -790,7 +850,7 @@ nb_status nb__bw_adaptive_avg_pool2d(nb_ctx *ctx, nb__node *n)
     int64_t planes = g->N * g->C, ip = g->H * g->W, op = g->OH * g->OW;
     const float *gy = n->out->grad;
     float *gx = x->grad;
-    NB_PAR_FOR(planes > 1 && planes * (ip + op) >= POOL_PAR_MIN, p, planes,
-               adaptive_plane_bw(gy + p * op, gx + p * ip, g, s->rows, s->cols));
+    plane_job j = {.g = g, .gy = gy, .gx = gx, .rows = s->rows, .cols = s->cols, .ip = ip, .op = op};
+    nb__par_for(planes, nb__par_parts(planes, planes * (ip + op) >= POOL_PAR_MIN), adaptive_planes_bw, &j);
     return NB_OK;
 }

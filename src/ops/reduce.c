@@ -122,6 +122,51 @@ static void sum_serial(const float *x, const red_layout *L, int d0, double *acc)
     }
 }
 
+/* What the parallel loops of the sums and maxima share: contiguous x over
+ * L, `total` elements, cut into chunks or first-block items of xs elements. */
+typedef struct {
+    const float *x;
+    const red_layout *L;
+    int64_t total, xs;
+    double *acc, *part;     /* sums: the output, chunk sums */
+    float *best, *pb;       /* maxima: the output, chunk maxima */
+    int64_t *bi, *pi;       /* and their flat indices */
+} red_job;
+
+/* [R]: part[c] = sum of chunk c. */
+static void sum_chunks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const red_job *j = ctx;
+    for (int64_t c = lo; c < hi; c++) {
+        int64_t j0 = c * RED_CHUNK, j1 = j0 + RED_CHUNK < j->total ? j0 + RED_CHUNK : j->total;
+        j->part[c] = sum_row(j->x + j0, j1 - j0);
+    }
+}
+
+/* [R,K]: columns of blocks [lo, hi) summed over the rows. */
+static void sum_column_blocks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const red_job *j = ctx;
+    int64_t R = j->L->shape[0], K = j->L->shape[1];
+    for (int64_t blk = lo; blk < hi; blk++) {
+        int64_t j0 = blk * RED_COLS, j1 = j0 + RED_COLS < K ? j0 + RED_COLS : K;
+        for (int64_t r = 0; r < R; r++) {
+            const float *xr = j->x + r * K;
+            for (int64_t c = j0; c < j1; c++) j->acc[c] += xr[c];
+        }
+    }
+}
+
+/* [K,...]: items [lo, hi) of the first block, each on its own. */
+static void sum_first_block(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const red_job *j = ctx;
+    for (int64_t i = lo; i < hi; i++) sum_serial(j->x + i * j->xs, j->L, 1, j->acc + i * j->L->ostr[0]);
+}
+
 /* acc (zeroed, numel of the output) = sums of contiguous x over L. */
 static nb_status sum_into(nb_ctx *ctx, const float *x, const red_layout *L, int64_t total, double *acc)
 {
@@ -132,25 +177,19 @@ static nb_status sum_into(nb_ctx *ctx, const float *x, const red_layout *L, int6
         int64_t nc = (total + RED_CHUNK - 1) / RED_CHUNK;
         double *part = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)nc * sizeof(double));
         if (!part) return NB_ERR_NOMEM;
-        NB_PAR_FOR(par, c, nc, {
-            int64_t j0 = c * RED_CHUNK, j1 = j0 + RED_CHUNK < total ? j0 + RED_CHUNK : total;
-            part[c] = sum_row(x + j0, j1 - j0);
-        });
+        red_job j = {.x = x, .L = L, .total = total, .part = part};
+        nb__par_for(nc, nb__par_parts(nc, par), sum_chunks, &j);
         double s = 0;
         for (int64_t c = 0; c < nc; c++) s += part[c];
         acc[0] = s;
     } else if (m == 2 && L->red[0]) {                /* [R,K]: column blocks */
-        int64_t R = L->shape[0], K = L->shape[1], nb = (K + RED_COLS - 1) / RED_COLS;
-        NB_PAR_FOR(par, blk, nb, {
-            int64_t j0 = blk * RED_COLS, j1 = j0 + RED_COLS < K ? j0 + RED_COLS : K;
-            for (int64_t r = 0; r < R; r++) {
-                const float *xr = x + r * K;
-                for (int64_t j = j0; j < j1; j++) acc[j] += xr[j];
-            }
-        });
+        int64_t nb = (L->shape[1] + RED_COLS - 1) / RED_COLS;
+        red_job j = {.x = x, .L = L, .total = total, .acc = acc};
+        nb__par_for(nb, nb__par_parts(nb, par), sum_column_blocks, &j);
     } else if (!L->red[0] && m > 1) {                /* [K,...]: split the first block */
-        int64_t n0 = L->shape[0], xs = total / n0;
-        NB_PAR_FOR(par, i, n0, sum_serial(x + i * xs, L, 1, acc + i * L->ostr[0]));
+        int64_t n0 = L->shape[0];
+        red_job j = {.x = x, .L = L, .total = total, .xs = total / n0, .acc = acc};
+        nb__par_for(n0, nb__par_parts(n0, par), sum_first_block, &j);
     } else {
         sum_serial(x, L, 0, acc);
     }
@@ -203,6 +242,39 @@ nb_tensor *nb_mean(nb_ctx *ctx, nb_tensor *x, const int *axes, int naxes, int ke
     return sum_like(ctx, NB__OP_MEAN, "mean", x, axes, naxes, keepdim, 1);
 }
 
+typedef struct {
+    const red_layout *L;
+    float s;
+    const float *g;
+    float *gx;
+} sum_bw_job;
+
+/* Rows [lo, hi) of the innermost block of gx. */
+static void sum_bw_rows(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const sum_bw_job *j = ctx;
+    const red_layout *L = j->L;
+    int m = L->m;
+    int64_t inner = L->shape[m - 1];
+    const float s = j->s;
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t off = 0, rr = r;
+        for (int d = m - 2; d >= 0; d--) {
+            off += (rr % L->shape[d]) * L->ostr[d];
+            rr /= L->shape[d];
+        }
+        float *o = j->gx + r * inner;
+        if (L->red[m - 1]) {
+            float v = s * j->g[off];
+            for (int64_t k = 0; k < inner; k++) o[k] += v;
+        } else {
+            const float *gr = j->g + off;
+            for (int64_t k = 0; k < inner; k++) o[k] += s * gr[k];
+        }
+    }
+}
+
 /* x->grad += s * g broadcast back over the reduced axes (n->i holds the mask). */
 static nb_status bw_sum_like(nb__node *n)
 {
@@ -215,22 +287,8 @@ static nb_status bw_sum_like(nb__node *n)
     make_layout(&L, x->ndim, x->shape, mask);
     int m = L.m;
     int64_t inner = L.shape[m - 1], total = nb_tensor_numel(x), rows = inner ? total / inner : 0;
-    float *gx = x->grad;
-    NB_PAR_FOR(total >= RED_PAR_MIN, r, rows, {
-        int64_t off = 0, rr = r;
-        for (int d = m - 2; d >= 0; d--) {
-            off += (rr % L.shape[d]) * L.ostr[d];
-            rr /= L.shape[d];
-        }
-        float *o = gx + r * inner;
-        if (L.red[m - 1]) {
-            float v = s * g[off];
-            for (int64_t j = 0; j < inner; j++) o[j] += v;
-        } else {
-            const float *gr = g + off;
-            for (int64_t j = 0; j < inner; j++) o[j] += s * gr[j];
-        }
-    });
+    sum_bw_job j = {&L, s, g, x->grad};
+    nb__par_for(rows, nb__par_parts(rows, total >= RED_PAR_MIN), sum_bw_rows, &j);
     return NB_OK;
 }
 
@@ -301,6 +359,27 @@ static void max_serial(const float *x, int64_t base, const red_layout *L, int d0
     }
 }
 
+/* [R]: pb[c], pi[c] = the first maximum of chunk c and its index. */
+static void max_chunks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const red_job *j = ctx;
+    for (int64_t c = lo; c < hi; c++) {
+        int64_t j1 = (c + 1) * RED_CHUNK < j->total ? (c + 1) * RED_CHUNK : j->total;
+        j->pi[c] = c * RED_CHUNK + row_argmax(j->x + c * RED_CHUNK, j1 - c * RED_CHUNK);
+        j->pb[c] = j->x[j->pi[c]];
+    }
+}
+
+/* [K,...]: items [lo, hi) of the first block, each on its own. */
+static void max_first_block(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const red_job *j = ctx;
+    const int64_t o = j->L->ostr[0];
+    for (int64_t i = lo; i < hi; i++) max_serial(j->x + i * j->xs, i * j->xs, j->L, 1, j->best + i * o, j->bi + i * o);
+}
+
 /* best/bi over the output (bi initialised to -1): the first maximum and its
  * flat row-major index in x. */
 static nb_status max_into(nb_ctx *ctx, const float *x, const red_layout *L, int64_t total, float *best, int64_t *bi)
@@ -312,15 +391,13 @@ static nb_status max_into(nb_ctx *ctx, const float *x, const red_layout *L, int6
         float *pb = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)nc * sizeof(float));
         int64_t *pi = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)nc * sizeof(int64_t));
         if (!pb || !pi) return NB_ERR_NOMEM;
-        NB_PAR_FOR(1, c, nc, {
-            int64_t j1 = (c + 1) * RED_CHUNK < total ? (c + 1) * RED_CHUNK : total;
-            pi[c] = c * RED_CHUNK + row_argmax(x + c * RED_CHUNK, j1 - c * RED_CHUNK);
-            pb[c] = x[pi[c]];
-        });
+        red_job j = {.x = x, .L = L, .total = total, .pb = pb, .pi = pi};
+        nb__par_for(nc, nb__par_parts(nc, 1), max_chunks, &j);
         for (int64_t c = 0; c < nc; c++) max_take(pb[c], pi[c], best, bi);
     } else if (!L->red[0] && m > 1) {                /* [K,...]: split the first block */
-        int64_t n0 = L->shape[0], xs = total / n0;
-        NB_PAR_FOR(par, i, n0, max_serial(x + i * xs, i * xs, L, 1, best + i * L->ostr[0], bi + i * L->ostr[0]));
+        int64_t n0 = L->shape[0];
+        red_job j = {.x = x, .L = L, .total = total, .xs = total / n0, .best = best, .bi = bi};
+        nb__par_for(n0, nb__par_parts(n0, par), max_first_block, &j);
     } else {
         max_serial(x, 0, L, 0, best, bi);
     }

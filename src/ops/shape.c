@@ -21,20 +21,26 @@ static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t s
 
 #define SH_TILE 32
 
-/* strided_op's transpose path: dims k and m-1 of the merged layout are
- * walked in SH_TILE x SH_TILE tiles, one side being unit-stride along m-1 and
- * the other along k, so both stay in cache. Pieces (outer index, row of
- * tiles) write disjoint parts of dst. */
-static void tiled_op(int acc, float *dst, const int64_t *a, const float *src, const int64_t *b, int m,
-                     const int64_t *sh, int k)
+/* One strided copy (or add when acc) over m merged dimensions sh, with the
+ * strides a of dst and b of src, as its parallel pieces see it. */
+typedef struct {
+    int acc, m, k;              /* k: tiled_op's transposed dimension */
+    float *dst;
+    const float *src;
+    const int64_t *a, *b, *sh;
+    int64_t tiles;              /* tiled_op: tiles along k */
+} copy_job;
+
+/* Pieces [lo, hi) of tiled_op: one row of tiles each. */
+static void copy_tile_pieces(void *ctx, int64_t lo, int64_t hi, int part)
 {
-    int64_t outer = 1;
-    for (int d = 0; d < m - 1; d++)
-        if (d != k) outer *= sh[d];
-    int64_t nk = sh[k], inner = sh[m - 1], ak = a[k], bk = b[k], ia = a[m - 1], ib = b[m - 1];
-    int64_t tiles = (nk + SH_TILE - 1) / SH_TILE, pieces = outer * tiles;
-    NB_PAR_FOR(outer * nk * inner >= SH_PAR_MIN && pieces > 1, p, pieces, {
-        int64_t o = p / tiles, i0 = (p % tiles) * SH_TILE, i1 = i0 + SH_TILE < nk ? i0 + SH_TILE : nk;
+    (void)part;
+    const copy_job *c = ctx;
+    const int m = c->m, k = c->k;
+    const int64_t *a = c->a, *b = c->b, *sh = c->sh;
+    const int64_t nk = sh[k], inner = sh[m - 1], ak = a[k], bk = b[k], ia = a[m - 1], ib = b[m - 1];
+    for (int64_t p = lo; p < hi; p++) {
+        int64_t o = p / c->tiles, i0 = (p % c->tiles) * SH_TILE, i1 = i0 + SH_TILE < nk ? i0 + SH_TILE : nk;
         int64_t offd = 0, offs = 0;
         for (int d = m - 2; d >= 0; d--) {
             if (d == k) continue;
@@ -46,13 +52,58 @@ static void tiled_op(int acc, float *dst, const int64_t *a, const float *src, co
         for (int64_t j0 = 0; j0 < inner; j0 += SH_TILE) {
             int64_t j1 = j0 + SH_TILE < inner ? j0 + SH_TILE : inner;
             for (int64_t i = i0; i < i1; i++) {
-                float *o_ = dst + offd + i * ak;
-                const float *s_ = src + offs + i * bk;
-                if (acc) for (int64_t j = j0; j < j1; j++) o_[j * ia] += s_[j * ib];
+                float *o_ = c->dst + offd + i * ak;
+                const float *s_ = c->src + offs + i * bk;
+                if (c->acc) for (int64_t j = j0; j < j1; j++) o_[j * ia] += s_[j * ib];
                 else for (int64_t j = j0; j < j1; j++) o_[j * ia] = s_[j * ib];
             }
         }
-    });
+    }
+}
+
+/* strided_op's transpose path: dims k and m-1 of the merged layout are
+ * walked in SH_TILE x SH_TILE tiles, one side being unit-stride along m-1 and
+ * the other along k, so both stay in cache. Pieces (outer index, row of
+ * tiles) write disjoint parts of dst. */
+static void tiled_op(int acc, float *dst, const int64_t *a, const float *src, const int64_t *b, int m,
+                     const int64_t *sh, int k)
+{
+    int64_t outer = 1;
+    for (int d = 0; d < m - 1; d++)
+        if (d != k) outer *= sh[d];
+    int64_t nk = sh[k], inner = sh[m - 1];
+    copy_job c = {.acc = acc, .m = m, .k = k, .dst = dst, .src = src, .a = a, .b = b, .sh = sh,
+                  .tiles = (nk + SH_TILE - 1) / SH_TILE};
+    int64_t pieces = outer * c.tiles;
+    nb__par_for(pieces, nb__par_parts(pieces, outer * nk * inner >= SH_PAR_MIN), copy_tile_pieces, &c);
+}
+
+/* Rows [lo, hi) of strided_op: every dimension but the last. */
+static void copy_rows(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const copy_job *c = ctx;
+    const int m = c->m;
+    const int64_t *a = c->a, *b = c->b, *sh = c->sh;
+    const int64_t inner = sh[m - 1], ia = a[m - 1], ib = b[m - 1];
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t offd = 0, offs = 0, rr = r;
+        for (int d = m - 2; d >= 0; d--) {
+            int64_t i = rr % sh[d];
+            rr /= sh[d];
+            offd += i * a[d];
+            offs += i * b[d];
+        }
+        float *o = c->dst + offd;
+        const float *s = c->src + offs;
+        if (c->acc) {
+            if (ia == 1 && ib == 1) for (int64_t j = 0; j < inner; j++) o[j] += s[j];
+            else for (int64_t j = 0; j < inner; j++) o[j * ia] += s[j * ib];
+        } else {
+            if (ia == 1 && ib == 1) memcpy(o, s, (size_t)inner * sizeof(float));
+            else for (int64_t j = 0; j < inner; j++) o[j * ia] = s[j * ib];
+        }
+    }
 }
 
 /* dst (strides ds) = src (strides ss) over shape, or += when acc. Dimensions
@@ -93,24 +144,8 @@ static void strided_op(int acc, float *dst, const int64_t *ds, const float *src,
                 return;
             }
     }
-    NB_PAR_FOR(rows * inner >= SH_PAR_MIN && rows > 1, r, rows, {
-        int64_t offd = 0, offs = 0, rr = r;
-        for (int d = m - 2; d >= 0; d--) {
-            int64_t i = rr % sh[d];
-            rr /= sh[d];
-            offd += i * a[d];
-            offs += i * b[d];
-        }
-        float *o = dst + offd;
-        const float *s = src + offs;
-        if (acc) {
-            if (ia == 1 && ib == 1) for (int64_t j = 0; j < inner; j++) o[j] += s[j];
-            else for (int64_t j = 0; j < inner; j++) o[j * ia] += s[j * ib];
-        } else {
-            if (ia == 1 && ib == 1) memcpy(o, s, (size_t)inner * sizeof(float));
-            else for (int64_t j = 0; j < inner; j++) o[j * ia] = s[j * ib];
-        }
-    });
+    copy_job c = {.acc = acc, .m = m, .dst = dst, .src = src, .a = a, .b = b, .sh = sh};
+    nb__par_for(rows, nb__par_parts(rows, rows * inner >= SH_PAR_MIN), copy_rows, &c);
 }
 
 /* A contiguous copy of x in a new arena tensor. */
@@ -122,6 +157,20 @@ static nb_tensor *copy_contig(nb_ctx *ctx, const nb_tensor *x)
     return out;
 }
 
+typedef struct {
+    float *gx;
+    const float *g;
+} add_job;
+
+static void add_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const add_job *j = ctx;
+    float *restrict gx = j->gx;
+    const float *restrict g = j->g;
+    for (int64_t i = lo; i < hi; i++) gx[i] += g[i];
+}
+
 /* in->grad += out->grad (= when fresh), both contiguous with the same
  * number of elements. */
 static void add_flat(nb__node *n)
@@ -129,8 +178,12 @@ static void add_flat(nb__node *n)
     int64_t m = nb_tensor_numel(n->out);
     float *gx = n->in[0]->grad;
     const float *g = n->out->grad;
-    if (nb__fresh(n, 0)) memcpy(gx, g, (size_t)m * sizeof(float));
-    else NB_PAR_FOR(m >= SH_PAR_MIN, i, m, gx[i] += g[i]);
+    if (nb__fresh(n, 0)) {
+        memcpy(gx, g, (size_t)m * sizeof(float));
+        return;
+    }
+    add_job j = {gx, g};
+    nb__par_for(m, nb__par_parts(m, m >= SH_PAR_MIN), add_range, &j);
 }
 
 /* ---- reshape / flatten ------------------------------------------------------- */

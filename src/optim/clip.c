@@ -9,7 +9,7 @@
 #include <math.h>
 #include <stdint.h>
 
-/* Elements per chunk of a gradient, and chunks reduced per parallel region
+/* Elements per chunk of a gradient, and chunks reduced per parallel loop
  * (their partial results live on the stack). */
 #define CHUNK 65536
 #define MAX_TASKS 64
@@ -92,19 +92,34 @@ static double combine(norm_kind k, double a, double b)
     return isnan(a) || a > b ? a : b;
 }
 
+typedef struct {
+    norm_kind k;
+    double p;
+    const float *g;
+    int64_t n, c0;     /* chunks c0 + t of g */
+    double *part;      /* part[t]: chunk c0 + t reduced */
+} chunk_args;
+
+static void reduce_chunks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const chunk_args *a = ctx;
+    for (int64_t t = lo; t < hi; t++) {
+        const int64_t b = (a->c0 + t) * CHUNK, e = b + CHUNK < a->n ? b + CHUNK : a->n;
+        a->part[t] = reduce_range(a->k, a->p, a->g + b, e - b);
+    }
+}
+
 /* One gradient's reduction: chunks in parallel, combined in order. */
 static double reduce_grad(norm_kind k, double p, const float *g, int64_t n)
 {
     if (n <= CHUNK) return reduce_range(k, p, g, n);
     const int64_t nchunks = (n + CHUNK - 1) / CHUNK;
     double r = 0, part[MAX_TASKS];
-    for (int64_t c0 = 0; c0 < nchunks; c0 += MAX_TASKS) {
-        const int ntasks = nchunks - c0 < MAX_TASKS ? (int)(nchunks - c0) : MAX_TASKS;
-        #pragma omp parallel for schedule(static)
-        for (int t = 0; t < ntasks; t++) {
-            const int64_t lo = (c0 + t) * CHUNK, hi = lo + CHUNK < n ? lo + CHUNK : n;
-            part[t] = reduce_range(k, p, g + lo, hi - lo);
-        }
+    chunk_args a = {k, p, g, n, 0, part};
+    for (a.c0 = 0; a.c0 < nchunks; a.c0 += MAX_TASKS) {
+        const int ntasks = nchunks - a.c0 < MAX_TASKS ? (int)(nchunks - a.c0) : MAX_TASKS;
+        nb__par_for(ntasks, nb__par_parts(ntasks, 1), reduce_chunks, &a);
         for (int t = 0; t < ntasks; t++) r = combine(k, r, part[t]);
     }
     return r;

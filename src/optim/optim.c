@@ -348,15 +348,31 @@ nb_status nb_optim_set_lr(nb_optimizer *o, int group, double lr)
 
 /* ---- the step ---------------------------------------------------------------- */
 
+/* Chunks of 16 blocks: every part but the last starts and ends on a block. */
+#define OPTIM_CHUNK (16 * NB__OPTIM_BLOCK)
+
+typedef struct {
+    nb__optim_range_fn fn;
+    const void *args;
+    int64_t n;
+} optim_for_args;
+
+static void optim_chunks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const optim_for_args *a = ctx;
+    a->fn(a->args, lo * OPTIM_CHUNK, hi * OPTIM_CHUNK < a->n ? hi * OPTIM_CHUNK : a->n);
+}
+
 void nb__optim_for(nb__optim_range_fn fn, const void *args, int64_t n)
 {
     if (n <= NB__OPTIM_PAR_MIN) {
         fn(args, 0, n);
         return;
     }
-    const int64_t chunk = 16 * NB__OPTIM_BLOCK, nchunks = (n + chunk - 1) / chunk;
-    #pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < nchunks; c++) fn(args, c * chunk, c * chunk + chunk < n ? c * chunk + chunk : n);
+    const int64_t nchunks = (n + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
+    optim_for_args a = {fn, args, n};
+    nb__par_for(nchunks, nb__par_parts(nchunks, 1), optim_chunks, &a);
 }
 
 void nb__optim_sqrt(float *x, int n)
@@ -384,13 +400,27 @@ NB__OPTIM_KERNEL static uint32_t nonfinite_range(const float *g, int64_t lo, int
     return bad;
 }
 
+typedef struct {
+    const float *g;
+    int64_t n;
+    uint32_t bad[NB__POOL_MAX_THREADS]; /* per part */
+} nonfinite_args;
+
+static void nonfinite_chunks(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    nonfinite_args *a = ctx;
+    a->bad[part] = nonfinite_range(a->g, lo * OPTIM_CHUNK, hi * OPTIM_CHUNK < a->n ? hi * OPTIM_CHUNK : a->n);
+}
+
 static int nonfinite(const float *g, int64_t n)
 {
     if (n <= NB__OPTIM_PAR_MIN) return nonfinite_range(g, 0, n) != 0;
-    const int64_t chunk = 16 * NB__OPTIM_BLOCK, nchunks = (n + chunk - 1) / chunk;
+    const int64_t nchunks = (n + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
+    const int parts = nb__par_parts(nchunks, 1);
+    nonfinite_args a = {.g = g, .n = n};
+    nb__par_for(nchunks, parts, nonfinite_chunks, &a);
     uint32_t bad = 0;
-    #pragma omp parallel for reduction(|:bad) schedule(static)
-    for (int64_t c = 0; c < nchunks; c++) bad |= nonfinite_range(g, c * chunk, c * chunk + chunk < n ? c * chunk + chunk : n);
+    for (int t = 0; t < parts; t++) bad |= a.bad[t];
     return bad != 0;
 }
 

@@ -18,7 +18,7 @@
 #define NB__OPTIM_KERNEL
 #endif
 
-/* Tensors with more elements run on OpenMP threads (static chunks). */
+/* Tensors with more elements run on the thread pool (static chunks). */
 #define NB__OPTIM_PAR_MIN 65536
 
 /* One parameter as a kernel sees it: n weights w, gradients g, its slices of
@@ -32,7 +32,7 @@ typedef struct nb__optim_param {
     double       wd;
 } nb__optim_param;
 
-/* fn(args, lo, hi) over [0, n): one call, or static chunks on OpenMP threads
+/* fn(args, lo, hi) over [0, n): one call, or static chunks on the thread pool
  * for a large n. Kernels are elementwise, so the result does not depend on
  * the split. */
 typedef void (*nb__optim_range_fn)(const void *args, int64_t lo, int64_t hi);
