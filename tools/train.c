@@ -49,9 +49,15 @@ const cli_cmd cli_train_cmd = {
     "--distributed trains on every rank of an MPI job, e.g. mpirun -np 4 nabla train\n"
     "--distributed --threads 1: each rank takes its share of every --batch images\n"
     "and the ranks average their gradients, so the steps are those of one process\n"
-    "with that batch (up to rounding; BatchNorm uses each rank's share). Rank 0\n"
-    "prints and writes --out, --metrics and --checkpoint; every rank reads the data\n"
-    "and --resume. A rank that fails or dies ends the whole job with exit code 1.\n",
+    "with that batch (up to rounding; BatchNorm uses each rank's share, or with\n"
+    "--sync-bn the global batch, as torch.nn.SyncBatchNorm). Rank 0 prints and\n"
+    "writes --out, --metrics and --checkpoint; every rank reads the data and\n"
+    "--resume. A rank that fails or dies ends the whole job with exit code 1, and so\n"
+    "does one that hangs: a rank that waits longer than --dist-timeout seconds for\n"
+    "the others in any exchange stops the job (raise it when ranks may lag that\n"
+    "long, e.g. slow hosts). --dist-bucket starts the gradient's all-reduce in\n"
+    "pieces during the backward (the same result bit for bit on 2 ranks; off by\n"
+    "default: it measured no faster on one host, see bench/bench_dist.sh).\n",
 };
 
 typedef struct {
@@ -64,6 +70,7 @@ typedef struct {
     nb_schedule_opts sched;
     uint64_t seed;
     int distributed;
+    train_dist_opts dist_opts; /* --dist-timeout, --sync-bn, --dist-bucket */
     nb_dist *dist; /* the MPI job of --distributed (train_dist.c), else NULL */
 } train_opts;
 
@@ -425,7 +432,7 @@ done:
 static int run_ranks(train_opts *a)
 {
     if (!a->distributed) return run(a);
-    int rc = train_dist_start(&a->dist);
+    int rc = train_dist_start(&a->dist, &a->dist_opts);
     if (rc) return rc;
     if (nb_dist_rank(a->dist) != 0) a->quiet = 1, a->out = a->metrics = a->checkpoint = NULL;
     return train_dist_finish(a->dist, run(a));
@@ -443,7 +450,7 @@ int cmd_train(int argc, char **argv)
 {
     train_opts a = {
         .model = "mlp", .epochs = 10, .batch = 64, .lr = NAN, .momentum = NAN, .weight_decay = NAN,
-        .schedule = "cosine",
+        .schedule = "cosine", .dist_opts = {.timeout_s = 300},
     };
     cli_opt opts[] = {
         {"model", CLI_STR, &a.model, 0, 0, "NAME", "model of the zoo: mlp, cnn, vgg11, vgg11_bn or lstm", 0},
@@ -471,6 +478,9 @@ int cmd_train(int argc, char **argv)
         {"data", CLI_STR, &a.data, 0, 0, "DIR", "Fashion-MNIST directory", 0},
         {"quiet", CLI_FLAG, &a.quiet, 0, 0, NULL, "print nothing but errors", 0},
         {"distributed", CLI_FLAG, &a.distributed, 0, 0, NULL, "train on every rank of an mpirun job (see below)", 0},
+        {"dist-timeout", CLI_FLOAT, &a.dist_opts.timeout_s, 0.001, 1e9, "SEC", "--distributed: stop the job when a rank waits longer for the others", 0},
+        {"sync-bn", CLI_FLAG, &a.dist_opts.sync_bn, 0, 0, NULL, "--distributed: BatchNorm statistics over the global batch", 0},
+        {"dist-bucket", CLI_FLOAT, &a.dist_opts.bucket_kib, 0, 4194304, "KIB", "--distributed: all-reduce the gradient in buckets of KIB during the backward, 0 = after it", 0},
     };
     int n = (int)(sizeof opts / sizeof opts[0]);
     a.data = nb_fashion_mnist_default_dir();

@@ -29,7 +29,8 @@ typedef enum nb_status {
     NB_ERR_FORMAT,    /* a file that is corrupt, truncated or not what it claims */
     NB_ERR_NOTFOUND,  /* a missing file, dataset or tensor name */
     NB_ERR_NONFINITE, /* NaN or Inf where a finite number is required */
-    NB_ERR_STATE      /* a call out of order (backward twice on no graph, ...) */
+    NB_ERR_STATE,     /* a call out of order (backward twice on no graph, ...) */
+    NB_ERR_TIMEOUT    /* another process did not answer in time (nabla/dist.h) */
 } nb_status;
 
 /* The message of the most recent failure in this thread; "" if none.

@@ -14,14 +14,22 @@
  *
  * Errors: MPI failures are returned as NB_ERR_IO with MPI's message (the
  * communicator uses MPI_ERRORS_RETURN). A rank that dies is not an error MPI
- * reports: mpirun notices and kills the job. A rank that fails on its own,
+ * reports: mpirun notices and kills the job. A rank that hangs (alive but
+ * stuck: a stopped process, a deadlock, a dead network link) is caught by a
+ * time limit: every collective of these functions is non-blocking, polled
+ * (with sleeps, no busy wait) until nb_dist_set_timeout's limit (default
+ * 300 s), and then fails with NB_ERR_TIMEOUT naming the collective. The
+ * request is then still pending and its rank's nb_dist is spent: the caller
+ * must end the job with nb_dist_abort. A rank that fails on its own,
  * where the others cannot learn of it through nb_dist_agree, must call
- * nb_dist_abort, never just return: the others would wait for it forever.
- * Only the thread that called nb_dist_init may call these functions.
+ * nb_dist_abort too, never just return: the others would wait for it until
+ * their time limit. Only the thread that called nb_dist_init may call these
+ * functions.
  *
  * BatchNorm normalises each rank's share with that share's statistics (as
- * PyTorch's DistributedDataParallel without SyncBatchNorm); a synchronised
- * BatchNorm is not provided. */
+ * PyTorch's DistributedDataParallel without SyncBatchNorm), or, with
+ * nb_dist_set_sync_batchnorm, with the statistics of the global batch (as
+ * torch.nn.SyncBatchNorm). */
 #ifndef NABLA_DIST_H
 #define NABLA_DIST_H
 
@@ -48,6 +56,11 @@ nb_status nb_dist_init(nb_dist **out);
  * it is dead, or blocked in a collective that waits for this rank; the
  * caller then ends the job with nb_dist_abort. */
 nb_status nb_dist_finalize(nb_dist *d, int code, double timeout_s, int *job_code);
+/* The time limit of every later collective (seconds > 0; default 300): a
+ * rank that waits longer for the others fails with NB_ERR_TIMEOUT. Set it
+ * above the longest time one rank may legitimately lag behind another (a
+ * slower host, rank 0 writing a checkpoint). NB_ERR_ARG for a bad value. */
+nb_status nb_dist_set_timeout(nb_dist *d, double seconds);
 /* Kill every rank of the job, this one included (MPI_Abort), with exit
  * code `code`: for a failure the other ranks cannot learn of otherwise.
  * Returns only when MPI could not do it (the error status). */
@@ -68,6 +81,41 @@ nb_status nb_dist_broadcast_params(nb_dist *d, nb_model *m);
  * over the global batch. A non-finite gradient on any rank makes the result
  * non-finite on all (the optimizer then refuses it everywhere). */
 nb_status nb_dist_allreduce_grads(nb_dist *d, nb_model *m, double weight);
+
+/* ---- training steps ----
+ * One step of data-parallel training on every rank:
+ *     nb_dist_step_begin(d, m, weight);
+ *     forward and backward of this rank's share (one nb_backward);
+ *     nb_dist_step_end(d, m);    -> m->grad as nb_dist_allreduce_grads's
+ * step_end must follow every step_begin, also when the forward or backward
+ * failed on this rank (it then sends what the others expect, so that no
+ * rank waits forever; the caller learns of failures through nb_dist_agree
+ * afterwards). Between the two calls two options act on the calling thread:
+ *
+ * Synchronised BatchNorm (nb_dist_set_sync_batchnorm, off by default): every
+ * BatchNorm in training mode normalises with the mean and variance of the
+ * global batch (per channel, the ranks' sums, sums of squared deviations and
+ * counts all-reduced in forward; the running variance uses the global
+ * unbiased count) and its backward all-reduces the two per-channel sums of
+ * its input gradient (sum dy, sum dy xhat), as torch.nn.SyncBatchNorm; with
+ * unequal shares the sums are weighted so that the gradient is that of the
+ * mean loss over the global batch. Every rank needs at least one sample:
+ * step_begin refuses weight 0 (NB_ERR_SHAPE), and every rank must then
+ * refuse that step (pass 0 on all when some rank has no sample). One thread
+ * per BatchNorm while synchronised.
+ *
+ * Overlap (nb_dist_set_overlap(d, bucket_bytes), off by default): the flat
+ * gradient buffer is cut into buckets of that size, and each bucket's
+ * all-reduce starts during the backward as soon as the tape has no node
+ * left that adds into it (the last layers' parameters finish first). The
+ * result is the non-overlapped one bit for bit on 2 ranks (the same two
+ * numbers added per element); with more ranks MPI may add in another order
+ * for another message size. */
+nb_status nb_dist_set_sync_batchnorm(nb_dist *d, int on);
+nb_status nb_dist_set_overlap(nb_dist *d, size_t bucket_bytes);   /* 0 = off */
+/* weight as nb_dist_allreduce_grads's. NB_ERR_STATE when a step is open. */
+nb_status nb_dist_step_begin(nb_dist *d, nb_model *m, double weight);
+nb_status nb_dist_step_end(nb_dist *d, nb_model *m);
 
 /* Sum n doubles over the ranks, in place (evaluation counts and losses). */
 nb_status nb_dist_sum(nb_dist *d, double *v, int n);

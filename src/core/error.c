@@ -28,6 +28,7 @@ const char *nb_status_str(nb_status s)
     case NB_ERR_NOTFOUND: return "not found";
     case NB_ERR_NONFINITE: return "non-finite value";
     case NB_ERR_STATE: return "invalid state";
+    case NB_ERR_TIMEOUT: return "timed out";
     }
     return "unknown status";
 }
