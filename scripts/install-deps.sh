@@ -4,11 +4,11 @@
 #   scripts/install-deps.sh            build + test + demo dependencies
 #   scripts/install-deps.sh --peer     also python3-torch (fixtures, peer benchmarks,
 #                                      the PyTorch round trip of make test)
-# The tests' fuzz runs need clang with libFuzzer and OpenMP (clang,
-# libclang-rt-dev, libomp-dev); without them those runs are skipped.
+# The tests' fuzz runs need clang with libFuzzer (clang, libclang-rt-dev);
+# without them those runs are skipped.
 set -eu
 
-PKGS="build-essential make zlib1g-dev libpng-dev dataset-fashion-mnist clang libclang-rt-dev libomp-dev"
+PKGS="build-essential make zlib1g-dev libpng-dev dataset-fashion-mnist clang libclang-rt-dev"
 # Open MPI: data-parallel training (src/dist, nabla train --distributed) and its tests.
 PKGS="$PKGS libopenmpi-dev openmpi-bin"
 # Text corpora of nabla textgen: 唐诗三百首 (tang300) and more Chinese, and English fortunes.

@@ -730,7 +730,7 @@ TEST(optim_adagrad_sum_starts_at_the_constructors_value)
 
 TEST(optim_results_do_not_depend_on_threads)
 {
-    /* one large parameter (the OpenMP path) and one small; 1 vs 3 threads */
+    /* one large parameter (the threaded path) and one small; 1 vs 3 threads */
     int keep = nb_get_threads();
     for (int k = 0; k < NB_OPTIM_KIND_COUNT; k++) {
         float *w[2] = {NULL, NULL};

@@ -11,9 +11,9 @@ extern "C" {
  * op(B) is K x N: B is K x N (ldb >= N) or, if transb, N x K (ldb >= K).
  * C is M x N (ldc >= N). beta == 0 ignores C's old contents (NaN too).
  * Packed Goto/BLIS-style GEMM with AVX-512 or AVX2 micro-kernels chosen at
- * run time, on nb_get_threads() threads (the caller and helper threads of
- * nb_gemm's own, which sleep when idle; one thread inside an OpenMP
- * parallel region, or while another thread's nb_gemm uses the helpers).
+ * run time, on nb_get_threads() threads (the caller and the helper threads
+ * of the library's pool, which sleep when idle; one thread inside a task of
+ * that pool, or while another thread's parallel work holds it).
  * The result does not depend on the thread count. */
 void nb_gemm(int transa, int transb, int M, int N, int K, float alpha,
              const float *A, int lda, const float *B, int ldb,

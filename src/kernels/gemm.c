@@ -170,8 +170,8 @@ const char *nb_gemm_isa(void) { return get_impl()->name; }
 
 /* Grown on demand and kept for the thread's life: no allocation per call
  * in a steady state. 64-byte aligned for full-line vector loads. A thread's
- * buffers are freed when it exits (OpenMP shrinking its pool, a caller's
- * own threads) by a pthread key destructor. */
+ * buffers are freed when it exits (a caller's own threads) by a pthread key
+ * destructor. */
 typedef struct { void *raw; float *p; size_t cap; } pack_buf;
 typedef struct { pack_buf a, b; } pack_bufs;
 

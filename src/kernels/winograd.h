@@ -78,7 +78,7 @@ int nb__wg_use_simd(int on);
 /* Chunk k of the convolution of x (N, C, H, W) into y (N, O, OH, OW):
  * y = bias[o] + conv (bias may be NULL: 0) or, when add, y += conv.
  * U as from nb__wg_weights; ws: nb__wg_ws_floats(g) floats of this thread.
- * Calls nb_gemm (which threads itself outside a parallel region). */
+ * Calls nb_gemm (which threads itself outside a task of the pool). */
 void nb__wg_chunk(const nb__wg_geom *g, const float *U, const float *x, const float *bias, int add, float *y,
                   int64_t k, float *ws);
 
