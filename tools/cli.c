@@ -130,6 +130,13 @@ static int set_value(const cli_cmd *cmd, cli_opt *o, const char *v)
     return -1;
 }
 
+int cli_given(const cli_opt *opts, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(opts[i].name, name)) return opts[i].seen;
+    return 0;
+}
+
 int cli_parse(const cli_cmd *cmd, cli_opt *opts, int n, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {

@@ -43,6 +43,8 @@ typedef struct cli_cmd {
  * on stdout. Returns -1 to go on, CLI_OK after --help, or CLI_USAGE after
  * printing the problem and a hint to --help on stderr. */
 int  cli_parse(const cli_cmd *cmd, cli_opt *opts, int n, int argc, char **argv);
+/* Whether the option `name` (without the dashes) was on the command line. */
+int  cli_given(const cli_opt *opts, int n, const char *name);
 void cli_print_help(FILE *f, const cli_cmd *cmd, const cli_opt *opts, int n);
 /* A usage error of command `cmd` (NULL for the top level): prints
  * "nabla: <message>" and the hint; returns CLI_USAGE. */

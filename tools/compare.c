@@ -502,13 +502,6 @@ done:
 }
 
 /* 1 when option `name` was on the command line. */
-static int given(const cli_opt *opts, int n, const char *name)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(opts[i].name, name)) return opts[i].seen;
-    return 0;
-}
-
 int cmd_compare(int argc, char **argv)
 {
     compare_opts a = {
@@ -537,11 +530,11 @@ int cmd_compare(int argc, char **argv)
     int r = cli_parse(&cli_compare_cmd, opts, nopts, argc, argv);
     if (r >= 0) return r;
     if (a.quick) { /* smaller defaults; what the command line gave stays */
-        if (!given(opts, nopts, "seeds")) a.seeds = "0,1";
-        if (!given(opts, nopts, "epochs")) a.epochs = 1;
-        if (!given(opts, nopts, "limit-train")) a.limit_train = 3000;
-        if (!given(opts, nopts, "limit-test")) a.limit_test = 1000;
-        if (!given(opts, nopts, "target-acc")) a.target_acc = 0.6f;
+        if (!cli_given(opts, nopts, "seeds")) a.seeds = "0,1";
+        if (!cli_given(opts, nopts, "epochs")) a.epochs = 1;
+        if (!cli_given(opts, nopts, "limit-train")) a.limit_train = 3000;
+        if (!cli_given(opts, nopts, "limit-test")) a.limit_test = 1000;
+        if (!cli_given(opts, nopts, "target-acc")) a.target_acc = 0.6f;
     }
     if (!nb_model_default_config(a.model))
         return cli_usage_error("compare", "unknown model '%s' (known: mlp, cnn)", a.model);

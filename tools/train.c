@@ -439,13 +439,6 @@ static int run_ranks(train_opts *a)
 }
 
 /* Was option --name on the command line? */
-static int given(const cli_opt *opts, int n, const char *name)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(opts[i].name, name)) return opts[i].seen;
-    return 0;
-}
-
 int cmd_train(int argc, char **argv)
 {
     train_opts a = {
@@ -493,10 +486,10 @@ int cmd_train(int argc, char **argv)
                                             "weight-decay", "clip-grad-norm", "clip-grad-value", "seed", "limit-train",
                                             "augment"};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-            if (given(opts, n, fixed[i]))
+            if (cli_given(opts, n, fixed[i]))
                 return cli_usage_error("train", "--%s cannot be combined with --resume: the checkpoint holds the run's settings",
                                        fixed[i]);
-        return resume_settings(&a, given(opts, n, "epochs")) ? CLI_FAIL : run_ranks(&a);
+        return resume_settings(&a, cli_given(opts, n, "epochs")) ? CLI_FAIL : run_ranks(&a);
     }
     if (!strcmp(a.model, "charlm"))
         return cli_usage_error("train", "the character model charlm trains on text: use nabla textgen train");
