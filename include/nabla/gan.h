@@ -11,9 +11,11 @@
  * with nb_model_save / nb_checkpoint_save and rebuild from a file alone with
  * nb_gan_model_load_file. Every generator maps a latent batch (N, nz) (CGAN:
  * (N, nz + 10), the noise followed by the one-hot label) to (N, 1, 28, 28);
- * CycleGAN's maps (N, 1, 28, 28) to the same shape. Discriminators return
- * logits, never probabilities (BCE is computed with logits, which is the
- * notes' sigmoid + BCE done stably): (N, 1), PatchGAN (N, 1, 5, 5). */
+ * CycleGAN's maps (N, 1, 28, 28) to the same shape. Discriminators take
+ * (N, 1, 28, 28) (CGAN: (N, 11, 28, 28), the image followed by ten planes
+ * that are all ones for the label and zero otherwise) and return logits,
+ * never probabilities (BCE is computed with logits, which is the notes'
+ * sigmoid + BCE done stably): (N, 1), PatchGAN (N, 1, 5, 5). */
 #ifndef NABLA_GAN_H
 #define NABLA_GAN_H
 
@@ -30,7 +32,7 @@ typedef enum nb_gan_variant {
     NB_GAN_UNKNOWN = -1,
     NB_GAN_GAN = 0,   /* MLPs, BCE, non-saturating generator loss */
     NB_GAN_DCGAN,     /* Radford et al.: (transposed) strided convolutions, BN */
-    NB_GAN_CGAN,      /* MLPs conditioned on the one-hot class label */
+    NB_GAN_CGAN,      /* DCGAN's models conditioned on the one-hot class label */
     NB_GAN_WGAN,      /* MLP critic, weight clipping, RMSprop, n_critic steps */
     NB_GAN_CYCLEGAN,  /* ResNet generators, PatchGAN, least squares, cycle L1 */
     NB_GAN_VARIANT_COUNT
@@ -43,15 +45,19 @@ nb_gan_variant nb_gan_variant_from_name(const char *name);
 
 /* ---- models ----------------------------------------------------------------
  * Configurations (NULL or "" = the default in brackets):
- *   gan/wgan/cgan_generator  "nz,h1,...,hk" [100,256,512,1024]: Linear layers
+ *   gan/wgan_generator  "nz,h1,...,hk" [100,256,512,1024]: Linear layers
  *       with LeakyReLU(0.2) between them, then Linear -> 784, Tanh, reshape.
- *   gan/cgan_discriminator, wgan_critic  "h1,...,hk" [512,256]: Flatten,
- *       Linear 784 (CGAN 794) -> h1, LeakyReLU(0.2), ..., Linear -> 1.
- *   dcgan_generator  "nz,ngf" [100,64]: z as (nz,1,1) -> ConvT 7x7 -> 2ngf x
+ *   gan_discriminator, wgan_critic  "h1,...,hk" [512,256]: Flatten,
+ *       Linear 784 -> h1, LeakyReLU(0.2), ..., Linear -> 1.
+ *   dcgan_generator  "nz,ngf" [100,32]: z as (nz,1,1) -> ConvT 7x7 -> 2ngf x
  *       7x7, BN, ReLU -> ConvT 4x4/2 -> ngf x 14x14, BN, ReLU -> ConvT 4x4/2
  *       -> 1 x 28x28, Tanh.
- *   dcgan_discriminator  "ndf" [64]: Conv 4x4/2 -> ndf x 14x14, LeakyReLU(0.2)
+ *   dcgan_discriminator  "ndf" [32]: Conv 4x4/2 -> ndf x 14x14, LeakyReLU(0.2)
  *       -> Conv 4x4/2 -> 2ndf x 7x7, BN, LeakyReLU(0.2) -> Conv 7x7 -> 1.
+ *   cgan_generator "nz,ngf", cgan_discriminator "ndf" [100,32 and 32]: the
+ *       DCGAN pair with 10 more input channels, the one-hot label: z and
+ *       label as (nz + 10, 1, 1) for G, the image and 10 label planes for D
+ *       (a conditional DCGAN).
  *   cyclegan_generator  "ngf,blocks" [16,3]: Conv 7x7 -> ngf, then two
  *       stride-2 3x3 convs (2ngf x 14x14, 4ngf x 7x7), `blocks` residual
  *       blocks (conv 3x3, IN, ReLU, conv 3x3, IN, plus the input), two
@@ -61,7 +67,7 @@ nb_gan_variant nb_gan_variant_from_name(const char *name);
  *   cyclegan_discriminator  "ndf" [32]: the 70x70 PatchGAN scaled to 28x28:
  *       Conv 4x4/2 -> ndf, LeakyReLU(0.2) -> Conv 4x4/2 -> 2ndf, IN, LReLU ->
  *       Conv 4x4/1 pad 1 -> 4ndf, IN, LReLU -> Conv 4x4/1 pad 1 -> 1 x 5x5.
- * Initialisation: MLPs as torch.nn.Linear; DCGAN and CycleGAN as their
+ * Initialisation: MLPs as torch.nn.Linear; DCGAN, CGAN and CycleGAN as their
  * papers: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02), biases 0. */
 nb_status  nb_gan_model_build(const char *name, const char *config, nb_rng *rng, nb_model **out);
 /* Rebuild a model of nb_gan_model_build from a weights or checkpoint file's
@@ -87,6 +93,10 @@ nb_status  nb_gan_translate(nb_model *generator, nb_ctx *ctx, const float *x, in
 /* CGAN's input: z (N, nz) with the one-hot labels (N classes in [0, 10))
  * appended as 10 more columns -> (N, nz + 10). An op (NULL on error). */
 nb_tensor *nb_gan_condition(nb_ctx *ctx, nb_tensor *z, const int32_t *labels);
+/* CGAN's discriminator input: images x (N, C, H, W) with 10 planes per
+ * image appended, plane labels[i] all ones and the others zero ->
+ * (N, C + 10, H, W). An op (NULL on error). */
+nb_tensor *nb_gan_condition_image(nb_ctx *ctx, nb_tensor *x, const int32_t *labels);
 
 /* ---- training ----------------------------------------------------------- */
 typedef struct nb_gan_opts {
@@ -152,7 +162,10 @@ nb_status nb_gan_step_d(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *
 nb_status nb_gan_step_g(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
                         nb_gan_losses *out);
 /* One training step on one batch: the D step, then the G step (WGAN: the G
- * step after every n_critic-th critic step). out gets both. */
+ * step after every n_critic-th critic step). out gets both. When G steps,
+ * one G(z) serves both steps, as in PyTorch's DCGAN example (D sees it
+ * detached, G back-propagates through it), which saves a generator forward
+ * over calling nb_gan_step_d and nb_gan_step_g. */
 nb_status nb_gan_step(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
                       nb_gan_losses *out);
 

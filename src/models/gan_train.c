@@ -114,6 +114,23 @@ nb_tensor *nb_gan_condition(nb_ctx *ctx, nb_tensor *z, const int32_t *labels)
     return nb_concat(ctx, (nb_tensor *[]){z, onehot}, 2, 1);
 }
 
+nb_tensor *nb_gan_condition_image(nb_ctx *ctx, nb_tensor *x, const int32_t *labels)
+{
+    if (!x) return NULL;
+    if (!labels || x->ndim != 4)
+        return nb__op_fail(ctx, NB_ERR_ARG, "gan_condition_image: needs images (N, C, H, W) and N labels");
+    int64_t n = x->shape[0], plane = x->shape[2] * x->shape[3];
+    nb_tensor *planes = nb_tensor_zeros(ctx, NB_SHAPE(n, 10, x->shape[2], x->shape[3]));
+    if (!planes) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        if (labels[i] < 0 || labels[i] > 9)
+            return nb__op_fail(ctx, NB_ERR_ARG, "gan_condition_image: label %d outside [0, 10)", labels[i]);
+        float *p = planes->data + (i * 10 + labels[i]) * plane;
+        for (int64_t k = 0; k < plane; k++) p[k] = 1.0f;
+    }
+    return nb_concat(ctx, (nb_tensor *[]){x, planes}, 2, 1);
+}
+
 /* [0, 1] -> [-1, 1], the range of the generators' Tanh. */
 static nb_tensor *to_tanh_range(nb_ctx *ctx, nb_tensor *x) { return nb_add_scalar(ctx, nb_scale(ctx, x, 2.0f), -1.0f); }
 
@@ -125,10 +142,10 @@ static nb_tensor *generate(nb_gan *g, nb_ctx *ctx, int64_t n, const int32_t *lab
     return nb_model_forward(g->g, ctx, z);
 }
 
-/* D(x) (CGAN: the flattened image with the one-hot label appended). */
+/* D(x) (CGAN: the image with the label's one-hot planes). */
 static nb_tensor *discriminate(nb_gan *g, nb_model *d, nb_ctx *ctx, nb_tensor *x, const int32_t *labels)
 {
-    if (g->opts.variant == NB_GAN_CGAN) x = nb_gan_condition(ctx, nb_flatten(ctx, x, 1), labels);
+    if (g->opts.variant == NB_GAN_CGAN) x = nb_gan_condition_image(ctx, x, labels);
     return nb_model_forward(d, ctx, x);
 }
 
@@ -234,8 +251,10 @@ static nb_status cyclegan_step_d(nb_gan *g, nb_ctx *ctx, nb_tensor *a, nb_tensor
     return update(ctx, loss, g->d, g->opt_d, g->d2, g->opt_d2);
 }
 
-nb_status nb_gan_step_d(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
-                        nb_gan_losses *out)
+/* The D step; fake: G's output for this batch (seen detached), or NULL to
+ * make one without autograd. */
+static nb_status step_d(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
+                        nb_tensor *fake, nb_gan_losses *out)
 {
     nb_status s = check_batch(g, real, labels, real_b, out);
     if (s) return s;
@@ -246,9 +265,13 @@ nb_status nb_gan_step_d(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *
         nb_model_set_requires_grad(g->d2, 1);
         s = cyclegan_step_d(g, ctx, x, to_tanh_range(ctx, real_b), out);
     } else {
-        int grad = nb_set_grad_enabled(ctx, 0);   /* the detached fake: no tape through G */
-        nb_tensor *fake = generate(g, ctx, real->shape[0], labels);
-        nb_set_grad_enabled(ctx, grad);
+        if (fake) {
+            fake = nb_detach(ctx, fake);   /* no gradient of this step reaches G */
+        } else {
+            int grad = nb_set_grad_enabled(ctx, 0);   /* no tape through G at all */
+            fake = generate(g, ctx, real->shape[0], labels);
+            nb_set_grad_enabled(ctx, grad);
+        }
         nb_tensor *d_real = discriminate(g, g->d, ctx, x, labels), *d_fake = discriminate(g, g->d, ctx, fake, labels);
         nb_tensor *loss;
         int wgan = g->opts.variant == NB_GAN_WGAN;
@@ -292,8 +315,16 @@ static nb_status cyclegan_step_g(nb_gan *g, nb_ctx *ctx, nb_tensor *a, nb_tensor
     return update(ctx, loss, g->g, g->opt_g, g->g2, g->opt_g2);
 }
 
-nb_status nb_gan_step_g(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
+nb_status nb_gan_step_d(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
                         nb_gan_losses *out)
+{
+    return step_d(g, ctx, real, labels, real_b, NULL, out);
+}
+
+/* The G step; fake: G's output for this batch, recorded with autograd, or
+ * NULL to make one. */
+static nb_status step_g(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
+                        nb_tensor *fake, nb_gan_losses *out)
 {
     nb_status s = check_batch(g, real, labels, real_b, out);
     if (s) return s;
@@ -304,7 +335,8 @@ nb_status nb_gan_step_g(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *
     if (g->opts.variant == NB_GAN_CYCLEGAN) {
         s = cyclegan_step_g(g, ctx, to_tanh_range(ctx, real), to_tanh_range(ctx, real_b), out);
     } else {
-        nb_tensor *d_fake = discriminate(g, g->d, ctx, generate(g, ctx, real->shape[0], labels), labels);
+        if (!fake) fake = generate(g, ctx, real->shape[0], labels);
+        nb_tensor *d_fake = discriminate(g, g->d, ctx, fake, labels);
         /* Non-saturating: maximise log D(G(z)) rather than minimise
          * log(1 - D(G(z))), which has no gradient while D wins. */
         nb_tensor *loss = g->opts.variant == NB_GAN_WGAN ? nb_scale(ctx, nb_mean(ctx, d_fake, NULL, 0, 0), -1.0f)
@@ -324,13 +356,30 @@ nb_status nb_gan_step_g(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *
     return s;
 }
 
+nb_status nb_gan_step_g(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
+                        nb_gan_losses *out)
+{
+    return step_g(g, ctx, real, labels, real_b, NULL, out);
+}
+
 nb_status nb_gan_step(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
                       nb_gan_losses *out)
 {
-    nb_status s = nb_gan_step_d(g, ctx, real, labels, real_b, out);
-    if (s || (g->opts.variant == NB_GAN_WGAN && g->d_steps % g->opts.n_critic)) return s;
+    nb_status s = check_batch(g, real, labels, real_b, out);
+    if (s) return s;
+    int g_steps = g->opts.variant != NB_GAN_WGAN || (g->d_steps + 1) % g->opts.n_critic == 0;
+    nb_tensor *fake = NULL;
+    if (g_steps && g->opts.variant != NB_GAN_CYCLEGAN) {
+        /* One G(z) serves both steps, as in PyTorch's DCGAN example: D sees
+         * it detached, and the G step back-propagates through its tape,
+         * which saves a generator forward per step. */
+        fake = generate(g, ctx, real->shape[0], labels);
+        if (!fake) return ctx_error(ctx);
+    }
+    s = step_d(g, ctx, real, labels, real_b, fake, out);
+    if (s || !g_steps) return s;
     nb_gan_losses gl;
-    s = nb_gan_step_g(g, ctx, real, labels, real_b, &gl);
+    s = step_g(g, ctx, real, labels, real_b, fake, &gl);
     if (!s) {
         out->g_loss = gl.g_loss;
         out->cycle = gl.cycle;
