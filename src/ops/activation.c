@@ -369,14 +369,23 @@ static void sm_rows(void *ctx, int64_t lo, int64_t hi, int part)
     for (int64_t r = lo; r < hi; r++) sm_row(j->x + r * j->dim, j->out + r * j->dim, j->dim, j->logsm);
 }
 
+/* Block t of a softmax over a middle dimension: its offset (the outer
+ * index's slab), first inner column i0 and width. */
+static int64_t sm_tile(const sm_job *j, int64_t t, int64_t *i0, int *w)
+{
+    *i0 = (t % j->nblk) * SM_BLOCK;
+    *w = (int)(j->inner - *i0 < SM_BLOCK ? j->inner - *i0 : SM_BLOCK);
+    return t / j->nblk * j->dim * j->inner;
+}
+
 static void sm_blocks(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
     const sm_job *j = ctx;
     for (int64_t t = lo; t < hi; t++) {
-        int64_t o = t / j->nblk, i0 = (t % j->nblk) * SM_BLOCK;
-        int w = (int)(j->inner - i0 < SM_BLOCK ? j->inner - i0 : SM_BLOCK);
-        int64_t off = o * j->dim * j->inner;
+        int64_t i0;
+        int w;
+        const int64_t off = sm_tile(j, t, &i0, &w);
         sm_block(j->x + off, j->out + off, j->dim, j->inner, i0, w, j->logsm);
     }
 }
@@ -462,9 +471,9 @@ static void sm_bw_blocks(void *ctx, int64_t lo, int64_t hi, int part)
     (void)part;
     const sm_job *j = ctx;
     for (int64_t t = lo; t < hi; t++) {
-        int64_t o = t / j->nblk, i0 = (t % j->nblk) * SM_BLOCK;
-        int w = (int)(j->inner - i0 < SM_BLOCK ? j->inner - i0 : SM_BLOCK);
-        int64_t off = o * j->dim * j->inner;
+        int64_t i0;
+        int w;
+        const int64_t off = sm_tile(j, t, &i0, &w);
         sm_bw_block(j->y + off, j->g + off, j->gx + off, j->dim, j->inner, i0, w, j->logsm);
     }
 }

@@ -239,68 +239,57 @@ typedef struct {
 static void bn_forward_blocks(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
-    const bn_fw_job *jb = ctx;
-    const float *xd = jb->xd;
-    float *y = jb->y, *running_mean = jb->running_mean, *running_var = jb->running_var, *mean = jb->mean,
-          *invstd = jb->invstd;
-    double *meand = jb->meand;
-    const nb_tensor *weight = jb->weight, *bias = jb->bias;
-    const int64_t N = jb->N, C = jb->C, n = jb->n;
-    const float eps = jb->eps, momentum = jb->momentum;
-    const int training = jb->training;
+    const bn_fw_job *j = ctx;
+    const float *xd = j->xd;
+    const int64_t N = j->N, C = j->C;
     for (int64_t blk = lo; blk < hi; blk++) {
         const int64_t c0 = blk * BN_CB, cn = c0 + BN_CB < C ? BN_CB : C - c0;
         double acc[BN_CB] = {0}, sq[BN_CB] = {0}, m[BN_CB];
         float a[BN_CB], b[BN_CB];
-        if (training) {
+        if (j->training) {
             for (int64_t r = 0; r < N; r++)
-                for (int64_t j = 0; j < cn; j++) acc[j] += xd[r * C + c0 + j];
-            for (int64_t j = 0; j < cn; j++) m[j] = acc[j] / (double)n;
+                for (int64_t k = 0; k < cn; k++) acc[k] += xd[r * C + c0 + k];
+            for (int64_t k = 0; k < cn; k++) m[k] = acc[k] / (double)j->n;
             for (int64_t r = 0; r < N; r++)
-                for (int64_t j = 0; j < cn; j++) {
-                    double d = (double)xd[r * C + c0 + j] - m[j];
-                    sq[j] += d * d;
+                for (int64_t k = 0; k < cn; k++) {
+                    double d = (double)xd[r * C + c0 + k] - m[k];
+                    sq[k] += d * d;
                 }
-            for (int64_t j = 0; j < cn; j++)
-                finish_stats(acc[j], sq[j], n, eps, momentum, running_mean, running_var, c0 + j, mean, meand,
-                             invstd);
+            for (int64_t k = 0; k < cn; k++)
+                finish_stats(acc[k], sq[k], j->n, j->eps, j->momentum, j->running_mean, j->running_var, c0 + k,
+                             j->mean, j->meand, j->invstd);
         } else {
-            for (int64_t j = 0; j < cn; j++) {
-                mean[c0 + j] = running_mean[c0 + j];
-                meand[c0 + j] = running_mean[c0 + j];
-                invstd[c0 + j] = 1.0f / sqrtf(running_var[c0 + j] + eps);
+            for (int64_t k = 0; k < cn; k++) {
+                j->mean[c0 + k] = j->running_mean[c0 + k];
+                j->meand[c0 + k] = j->running_mean[c0 + k];
+                j->invstd[c0 + k] = 1.0f / sqrtf(j->running_var[c0 + k] + j->eps);
             }
         }
-        for (int64_t j = 0; j < cn; j++)
-            nb__bn_coefficients(weight, bias, c0 + j, mean[c0 + j], meand[c0 + j], invstd[c0 + j], &a[j], &b[j]);
+        for (int64_t k = 0; k < cn; k++)
+            nb__bn_coefficients(j->weight, j->bias, c0 + k, j->mean[c0 + k], j->meand[c0 + k], j->invstd[c0 + k],
+                                &a[k], &b[k]);
         for (int64_t r = 0; r < N; r++)
-            for (int64_t j = 0; j < cn; j++)
-                y[r * C + c0 + j] = (xd[r * C + c0 + j] - mean[c0 + j]) * a[j] + b[j];
+            for (int64_t k = 0; k < cn; k++)
+                j->y[r * C + c0 + k] = (xd[r * C + c0 + k] - j->mean[c0 + k]) * a[k] + b[k];
     }
 }
 
+/* (N, C, S): each thread owns channels. */
 static void bn_forward_channels(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
-    const bn_fw_job *jb = ctx;
-    const float *xd = jb->xd;
-    float *y = jb->y, *running_mean = jb->running_mean, *running_var = jb->running_var, *mean = jb->mean,
-          *invstd = jb->invstd;
-    double *meand = jb->meand;
-    const nb_tensor *weight = jb->weight, *bias = jb->bias;
-    const int64_t N = jb->N, C = jb->C, S = jb->S;
-    const float eps = jb->eps, momentum = jb->momentum;
-    const int training = jb->training, sync = jb->sync;
+    const bn_fw_job *j = ctx;
+    const int64_t N = j->N, C = j->C, S = j->S;
     for (int64_t c = lo; c < hi; c++) {
-        if (!sync)
-            nb__bn_channel_stats(xd + c * S, C * S, N, S, c, training, eps, momentum, running_mean, running_var,
-                                 mean, meand, invstd);
+        if (!j->sync)
+            nb__bn_channel_stats(j->xd + c * S, C * S, N, S, c, j->training, j->eps, j->momentum, j->running_mean,
+                                 j->running_var, j->mean, j->meand, j->invstd);
         float a, b;
-        const float mc = mean[c];
-        nb__bn_coefficients(weight, bias, c, mc, meand[c], invstd[c], &a, &b);
+        const float mc = j->mean[c];
+        nb__bn_coefficients(j->weight, j->bias, c, mc, j->meand[c], j->invstd[c], &a, &b);
         for (int64_t i = 0; i < N; i++) {
-            const float *xp = xd + (i * C + c) * S;
-            float *yp = y + (i * C + c) * S;
+            const float *xp = j->xd + (i * C + c) * S;
+            float *yp = j->y + (i * C + c) * S;
             for (int64_t k = 0; k < S; k++) yp[k] = (xp[k] - mc) * a + b;
         }
     }
@@ -429,41 +418,41 @@ typedef struct {
     int training, fresh;
 } bn_bw_job;
 
+/* Channel c's affine gradients from its sums, and the coefficients of
+ * dx = k * dy - p * (x - mean) - q. */
+static void bw_coefficients(const bn_bw_job *j, int64_t c, double sdy, double sdyx, float *k, float *p, float *q)
+{
+    const double is = j->invstd[c];
+    if (j->dw) j->dw[c] += (float)(sdyx * is);
+    if (j->db) j->db[c] += (float)sdy;
+    *k = (float)(is * (j->w ? at1(j->w, c) : 1.0f));
+    *p = j->training ? (float)(*k * is * is * sdyx / (double)j->n) : 0.0f;
+    *q = j->training ? (float)(*k * sdy / (double)j->n) : 0.0f;
+}
+
 static void bn_backward_blocks(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
-    const bn_bw_job *jb = ctx;
-    const float *xd = jb->xd, *dy = jb->dy, *mean = jb->mean, *invstd = jb->invstd;
-    const double *meand = jb->meand;
-    const nb_tensor *w = jb->w;
-    float *dx = jb->dx, *dw = jb->dw, *db = jb->db;
-    const int64_t N = jb->N, C = jb->C, n = jb->n;
-    const int training = jb->training, fresh = jb->fresh;
+    const bn_bw_job *j = ctx;
+    const float *xd = j->xd, *dy = j->dy;
+    const int64_t N = j->N, C = j->C;
     for (int64_t blk = lo; blk < hi; blk++) {
         const int64_t c0 = blk * BN_CB, cn = c0 + BN_CB < C ? BN_CB : C - c0;
         double sdy[BN_CB] = {0}, sdyx[BN_CB] = {0};
         float k[BN_CB], p[BN_CB], q[BN_CB];
         for (int64_t r = 0; r < N; r++)
-            for (int64_t j = 0; j < cn; j++) {
-                const float g = dy[r * C + c0 + j];
-                sdy[j] += g;
-                sdyx[j] += (double)g * ((double)xd[r * C + c0 + j] - meand[c0 + j]);
+            for (int64_t t = 0; t < cn; t++) {
+                const float g = dy[r * C + c0 + t];
+                sdy[t] += g;
+                sdyx[t] += (double)g * ((double)xd[r * C + c0 + t] - j->meand[c0 + t]);
             }
-        for (int64_t j = 0; j < cn; j++) {
-            const int64_t c = c0 + j;
-            const double is = invstd[c];
-            if (dw) dw[c] += (float)(sdyx[j] * is);
-            if (db) db[c] += (float)sdy[j];
-            k[j] = (float)(is * (w ? at1(w, c) : 1.0f));
-            p[j] = training ? (float)(k[j] * is * is * sdyx[j] / (double)n) : 0.0f;
-            q[j] = training ? (float)(k[j] * sdy[j] / (double)n) : 0.0f;
-        }
-        if (dx)
+        for (int64_t t = 0; t < cn; t++) bw_coefficients(j, c0 + t, sdy[t], sdyx[t], &k[t], &p[t], &q[t]);
+        if (j->dx)
             for (int64_t r = 0; r < N; r++)
-                for (int64_t j = 0; j < cn; j++) {
-                    const int64_t o = r * C + c0 + j;
-                    const float v = k[j] * dy[o] - p[j] * (xd[o] - mean[c0 + j]) - q[j];
-                    dx[o] = fresh ? v : dx[o] + v;
+                for (int64_t t = 0; t < cn; t++) {
+                    const int64_t o = r * C + c0 + t;
+                    const float v = k[t] * dy[o] - p[t] * (xd[o] - j->mean[c0 + t]) - q[t];
+                    j->dx[o] = j->fresh ? v : j->dx[o] + v;
                 }
     }
 }
@@ -471,34 +460,24 @@ static void bn_backward_blocks(void *ctx, int64_t lo, int64_t hi, int part)
 static void bn_backward_channels(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
-    const bn_bw_job *jb = ctx;
-    const float *xd = jb->xd, *dy = jb->dy, *mean = jb->mean, *invstd = jb->invstd;
-    const double *meand = jb->meand;
-    const nb_tensor *w = jb->w;
-    float *dx = jb->dx, *dw = jb->dw, *db = jb->db;
-    const int64_t N = jb->N, C = jb->C, S = jb->S, n = jb->n;
-    const int training = jb->training, fresh = jb->fresh;
+    const bn_bw_job *j = ctx;
+    const int64_t N = j->N, C = j->C, S = j->S;
     for (int64_t c = lo; c < hi; c++) {
         double sdy = 0, sdyx = 0;
-        const float mc = mean[c];
+        const float mc = j->mean[c];
         for (int64_t i = 0; i < N; i++)
-            plane_dsums(dy + (i * C + c) * S, xd + (i * C + c) * S, S, meand[c], &sdy, &sdyx);
-        const double is = invstd[c];
-        if (dw) dw[c] += (float)(sdyx * is);
-        if (db) db[c] += (float)sdy;
-        if (dx) {
-            const float k = (float)(is * (w ? at1(w, c) : 1.0f));
-            const float p = training ? (float)(k * is * is * sdyx / (double)n) : 0.0f;
-            const float q = training ? (float)(k * sdy / (double)n) : 0.0f;
-            for (int64_t i = 0; i < N; i++) {
-                const int64_t o = (i * C + c) * S;
-                const float *g = dy + o, *xp = xd + o;
-                float *d = dx + o;
-                if (fresh)
-                    for (int64_t t = 0; t < S; t++) d[t] = k * g[t] - p * (xp[t] - mc) - q;
-                else
-                    for (int64_t t = 0; t < S; t++) d[t] += k * g[t] - p * (xp[t] - mc) - q;
-            }
+            plane_dsums(j->dy + (i * C + c) * S, j->xd + (i * C + c) * S, S, j->meand[c], &sdy, &sdyx);
+        float k, p, q;
+        bw_coefficients(j, c, sdy, sdyx, &k, &p, &q);
+        if (!j->dx) continue;
+        for (int64_t i = 0; i < N; i++) {
+            const int64_t o = (i * C + c) * S;
+            const float *g = j->dy + o, *xp = j->xd + o;
+            float *d = j->dx + o;
+            if (j->fresh)
+                for (int64_t t = 0; t < S; t++) d[t] = k * g[t] - p * (xp[t] - mc) - q;
+            else
+                for (int64_t t = 0; t < S; t++) d[t] += k * g[t] - p * (xp[t] - mc) - q;
         }
     }
 }
