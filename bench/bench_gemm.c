@@ -23,14 +23,13 @@
  * (total flops / total time over the squares with n >= 512). */
 #include "nabla.h"
 #include <dlfcn.h>
-#include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "on_threads.inc"
+#include "fma_peak.inc"
 
 typedef struct { const char *name; int ta, tb, M, N, K; } shape;
 
@@ -76,59 +75,6 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-/* ---- peak: an FMA probe ------------------------------------------------------ */
-
-/* 16 independent accumulator chains: twice the FMA latency (4 cycles) times
- * the FMA ports (2), so the loop is bound by FMA throughput alone. acc*b + c
- * with b < 1 converges to c/(1-b): no overflow, no denormals. */
-#define PROBE_CHAINS 16
-
-__attribute__((target("avx512f"))) static float probe_avx512(long iters)
-{
-    __m512 acc[PROBE_CHAINS];
-    const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
-    for (int j = 0; j < PROBE_CHAINS; j++) acc[j] = _mm512_set1_ps((float)j);
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16 /* the chains in registers at any -O level */
-        for (int j = 0; j < PROBE_CHAINS; j++) acc[j] = _mm512_fmadd_ps(acc[j], b, c);
-    for (int j = 1; j < PROBE_CHAINS; j++) acc[0] = _mm512_add_ps(acc[0], acc[j]);
-    return _mm512_reduce_add_ps(acc[0]);
-}
-
-__attribute__((target("avx2,fma"))) static float probe_avx2(long iters)
-{
-    __m256 acc[PROBE_CHAINS];
-    const __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
-    for (int j = 0; j < PROBE_CHAINS; j++) acc[j] = _mm256_set1_ps((float)j);
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16
-        for (int j = 0; j < PROBE_CHAINS; j++) acc[j] = _mm256_fmadd_ps(acc[j], b, c);
-    for (int j = 1; j < PROBE_CHAINS; j++) acc[0] = _mm256_add_ps(acc[0], acc[j]);
-    float s[8];
-    _mm256_storeu_ps(s, acc[0]);
-    return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
-}
-
-static volatile float probe_sink; /* keeps the probe's result alive */
-
-/* Peak GFLOP/s of `threads` threads running the probe of nb_gemm's
- * instruction set at once: the best of many short runs (each ~2 ms), the
- * least disturbed by other processes; 0 for the scalar kernel. */
-static double fma_peak(int threads)
-{
-    const int lanes = !strcmp(nb_gemm_isa(), "avx512") ? 16 : !strcmp(nb_gemm_isa(), "avx2") ? 8 : 0;
-    if (!lanes) return 0;
-    const long iters = lanes == 16 ? 1000000 : 500000;
-    double best = 1e30;
-    for (double start = now(); now() - start < 0.3;) {
-        double t = now();
-        probe_sink = on_threads(threads, lanes == 16 ? probe_avx512 : probe_avx2, iters);
-        t = now() - t;
-        if (t < best) best = t;
-    }
-    return 2.0 * lanes * PROBE_CHAINS * (double)iters * threads / best * 1e-9;
 }
 
 /* ---- OpenBLAS, when installed -------------------------------------------------- */

@@ -13,14 +13,13 @@
 #include "nabla.h"
 #include "nabla/summary.h"
 
-#include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
-#include "on_threads.inc"
+#include "fma_peak.inc"
 
 static double clock_s(clockid_t id)
 {
@@ -38,39 +37,6 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-/* ---- the FMA peak: 16 independent chains per thread keep both FMA ports
- * busy (latency 4 x 2 ports = 8 in flight, doubled for slack). ------------ */
-#define CHAINS 16
-__attribute__((target("avx512f"))) static float fma_chains(long iters)
-{
-    __m512 acc[CHAINS];
-    const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
-    for (int j = 0; j < CHAINS; j++) acc[j] = _mm512_set1_ps((float)j);
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16
-        for (int j = 0; j < CHAINS; j++) acc[j] = _mm512_fmadd_ps(acc[j], b, c);
-    for (int j = 1; j < CHAINS; j++) acc[0] = _mm512_add_ps(acc[0], acc[j]);
-    return _mm512_reduce_add_ps(acc[0]);
-}
-
-static volatile float sink;
-
-/* GFLOP/s of `threads` threads of AVX-512 FMAs (best of short runs); 0
- * without AVX-512 (no peak to quote then). */
-static double fma_peak(int threads)
-{
-    if (!__builtin_cpu_supports("avx512f")) return 0;
-    const long iters = 200000;
-    double best = 1e30;
-    for (double start = now(); now() - start < 0.3;) {
-        double t = now();
-        sink = on_threads(threads, fma_chains, iters);
-        t = now() - t;
-        if (t < best) best = t;
-    }
-    return 2.0 * 16 * CHAINS * (double)iters * threads / best * 1e-9;
 }
 
 /* ---- one size --------------------------------------------------------------- */
