@@ -111,6 +111,21 @@ nb_status nb__broadcast_shape(const char *opname, const nb_tensor *a, const nb_t
 void nb__broadcast_strides(const nb_tensor *t, int ndim, int64_t *stride);
 /* dst (shape dshape, contiguous) += src (shape sshape, contiguous) summed over
  * the dimensions that dst broadcast along. */
+/* t's values, contiguous: t->data itself or a copy in ctx's arena (NULL
+ * when out of memory). */
+const float *nb__contiguous_data(nb_ctx *ctx, const nb_tensor *t);
+/* The indices k in [0, n) whose k*s + off lies in [0, size): [*lo, *hi)
+ * (the output columns of a convolution that read inside the input, the
+ * input columns of a transposed one that write inside the output). */
+static inline void nb__conv_span(int64_t n, int64_t size, int s, int64_t off, int64_t *lo, int64_t *hi)
+{
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t h = size - 1 - off >= 0 ? (size - 1 - off) / s + 1 : 0;
+    if (h > n) h = n;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
 void nb__sum_to(float *dst, int dndim, const int64_t *dshape,
                 const float *src, int sndim, const int64_t *sshape);
 /* dst (strided view: shape, dst_stride) += src (contiguous, same shape). */

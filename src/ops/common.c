@@ -87,3 +87,11 @@ void nb__strided_add(float *dst, const int64_t *dst_stride, const float *src,
         }
     }
 }
+
+const float *nb__contiguous_data(nb_ctx *ctx, const nb_tensor *t)
+{
+    if (nb_tensor_is_contiguous(t)) return t->data;
+    float *c = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)nb_tensor_numel(t) * sizeof(float));
+    if (c) nb_tensor_copy_out(t, c);
+    return c;
+}

@@ -100,16 +100,6 @@ typedef struct {
 
 /* ---- im2col / col2im on one tile of output rows ---------------------------- */
 
-/* Output columns ow whose input column ow*s + off lies in [0, W): [*lo, *hi). */
-static void valid_cols(int64_t OW, int64_t W, int s, int64_t off, int64_t *lo, int64_t *hi)
-{
-    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
-    int64_t h = W - 1 - off >= 0 ? (W - 1 - off) / s + 1 : 0;
-    if (h > OW) h = OW;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
 
 /* Rows [*t0, *t1) of a tile (output rows oh0 + t) whose input row
  * (oh0 + t)*sh - ph + i*dh lies inside the input. */
@@ -146,7 +136,7 @@ CV_VEC static void im2col(const cv_geom *g, const float *x, int64_t c0, int64_t 
                 float *dst = col + ((c * g->kh + i) * g->kw + j) * pt;
                 const int64_t off = (int64_t)j * g->dw - g->pw;
                 int64_t lo, hi;
-                valid_cols(OW, W, g->sw, off, &lo, &hi);
+                nb__conv_span(OW, W, g->sw, off, &lo, &hi);
                 memset(dst, 0, (size_t)(t0 * OW) * sizeof(float));
                 memset(dst + t1 * OW, 0, (size_t)((oh1 - oh0 - t1) * OW) * sizeof(float));
                 if (flat && t1 > t0) {
@@ -195,7 +185,7 @@ CV_VEC static void col2im(const cv_geom *g, float *col, int64_t c0, int64_t c1, 
                 float *src = col + ((c * g->kh + i) * g->kw + j) * pt;
                 const int64_t off = (int64_t)j * g->dw - g->pw;
                 int64_t lo, hi;
-                valid_cols(OW, W, g->sw, off, &lo, &hi);
+                nb__conv_span(OW, W, g->sw, off, &lo, &hi);
                 if (flat && t1 > t0) {
                     float *restrict plane = dx + c * H * W;
                     int64_t k0 = t0 * OW, k1 = t1 * OW;
@@ -376,7 +366,7 @@ CV_VEC static void dw_forward_plane(const cv_geom *g, const float *x, const floa
                 const float wv = w[i * g->kw + j];
                 const int64_t off = (int64_t)j * g->dw - g->pw;
                 int64_t lo, hi;
-                valid_cols(OW, W, g->sw, off, &lo, &hi);
+                nb__conv_span(OW, W, g->sw, off, &lo, &hi);
                 if (g->sw == 1)
                     for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow + off];
                 else
@@ -422,7 +412,7 @@ CV_VEC static void dw_backward_plane(const cv_geom *g, const float *x, const flo
             for (int j = 0; j < g->kw; j++) {
                 const int64_t off = (int64_t)j * g->dw - g->pw;
                 int64_t lo, hi;
-                valid_cols(OW, W, g->sw, off, &lo, &hi);
+                nb__conv_span(OW, W, g->sw, off, &lo, &hi);
                 if (dx) {
                     const float wv = w[i * g->kw + j];
                     float *restrict d = dx + ih * W;
@@ -883,14 +873,6 @@ static int conv_geometry(nb_ctx *ctx, const nb_tensor *x, const nb_tensor *w, co
     return 1;
 }
 
-/* t's values, contiguous: t->data itself or a copy in the arena. */
-static const float *contiguous_data(nb_ctx *ctx, const nb_tensor *t)
-{
-    if (nb_tensor_is_contiguous(t)) return t->data;
-    float *c = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)nb_tensor_numel(t) * sizeof(float));
-    if (c) nb_tensor_copy_out(t, c);
-    return c;
-}
 
 nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv2d_opts *opts)
 {
@@ -903,8 +885,8 @@ nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, cons
     const cv_geom *g = &s->g;
     nb_tensor *out = nb_tensor_new(ctx, 4, (int64_t[]){g->N, g->O, g->OH, g->OW});
     if (!out) return NULL;
-    s->x = contiguous_data(ctx, x);
-    s->w = contiguous_data(ctx, w);
+    s->x = nb__contiguous_data(ctx, x);
+    s->w = nb__contiguous_data(ctx, w);
     if (!s->x || !s->w) return nb__op_fail(ctx, NB_ERR_NOMEM, "conv2d: out of memory");
     int ok = 1;
     if (g->N) conv_forward(ctx, g, s->x, s->w, b ? b->data : NULL, b ? b->stride[0] : 0, out->data, &ok);

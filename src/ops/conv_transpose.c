@@ -47,16 +47,6 @@ typedef struct {
 
 /* ---- the index map, one tile of input rows [h0, h1) ------------------------ */
 
-/* Indices k in [0, n) whose k*s + off lies in [0, size): [*lo, *hi). */
-static void span(int64_t n, int64_t size, int s, int64_t off, int64_t *lo, int64_t *hi)
-{
-    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
-    int64_t h = size - 1 - off >= 0 ? (size - 1 - off) / s + 1 : 0;
-    if (h > n) h = n;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
 
 /* y (one group's Cog output planes of one sample) += the tile's columns
  * (rows ld floats apart), scattered. */
@@ -66,12 +56,12 @@ static void col2im(const ct_geom *g, const float *col, int64_t ld, int64_t h0, i
     for (int64_t co = 0; co < g->Cog; co++)
         for (int i = 0; i < g->kh; i++) {
             int64_t t0, t1;
-            span(h1 - h0, g->OH, g->sh, h0 * g->sh - g->ph + (int64_t)i * g->dh, &t0, &t1);
+            nb__conv_span(h1 - h0, g->OH, g->sh, h0 * g->sh - g->ph + (int64_t)i * g->dh, &t0, &t1);
             for (int j = 0; j < g->kw; j++) {
                 const float *src = col + ((co * g->kh + i) * g->kw + j) * ld;
                 const int64_t off = (int64_t)j * g->dw - g->pw;
                 int64_t lo, hi;
-                span(W, g->OW, g->sw, off, &lo, &hi);
+                nb__conv_span(W, g->OW, g->sw, off, &lo, &hi);
                 for (int64_t t = t0; t < t1; t++) {
                     const int64_t oy = (h0 + t) * g->sh - g->ph + (int64_t)i * g->dh;
                     float *restrict d = y + (co * g->OH + oy) * g->OW + off;
@@ -90,12 +80,12 @@ static void im2col(const ct_geom *g, const float *dy, int64_t ld, int64_t h0, in
     for (int64_t co = 0; co < g->Cog; co++)
         for (int i = 0; i < g->kh; i++) {
             int64_t t0, t1;
-            span(h1 - h0, g->OH, g->sh, h0 * g->sh - g->ph + (int64_t)i * g->dh, &t0, &t1);
+            nb__conv_span(h1 - h0, g->OH, g->sh, h0 * g->sh - g->ph + (int64_t)i * g->dh, &t0, &t1);
             for (int j = 0; j < g->kw; j++) {
                 float *dst = col + ((co * g->kh + i) * g->kw + j) * ld;
                 const int64_t off = (int64_t)j * g->dw - g->pw;
                 int64_t lo, hi;
-                span(W, g->OW, g->sw, off, &lo, &hi);
+                nb__conv_span(W, g->OW, g->sw, off, &lo, &hi);
                 memset(dst, 0, (size_t)pt * sizeof(float));
                 for (int64_t t = t0; t < t1; t++) {
                     const int64_t oy = (h0 + t) * g->sh - g->ph + (int64_t)i * g->dh;
@@ -260,14 +250,6 @@ static int ct_geometry(nb_ctx *ctx, const nb_tensor *x, const nb_tensor *w, cons
     return 1;
 }
 
-/* t's values, contiguous: t->data itself or a copy in the arena. */
-static const float *contiguous_data(nb_ctx *ctx, const nb_tensor *t)
-{
-    if (nb_tensor_is_contiguous(t)) return t->data;
-    float *c = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)nb_tensor_numel(t) * sizeof(float));
-    if (c) nb_tensor_copy_out(t, c);
-    return c;
-}
 
 /* ---- forward ------------------------------------------------------------------- */
 
@@ -336,8 +318,8 @@ nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tenso
     const ct_geom *g = &s->g;
     nb_tensor *out = nb_tensor_new(ctx, 4, (int64_t[]){g->N, g->Cout, g->OH, g->OW});
     if (!out) return NULL;
-    s->x = contiguous_data(ctx, x);
-    s->w = contiguous_data(ctx, w);
+    s->x = nb__contiguous_data(ctx, x);
+    s->w = nb__contiguous_data(ctx, w);
     int nth = g->nblocks > 1 && flops(g) >= CT_PAR_FLOPS ? max_threads() : 1;
     if (nth > g->nblocks) nth = (int)g->nblocks;
     const int64_t wf = work_floats(g);

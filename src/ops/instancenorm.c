@@ -34,13 +34,6 @@ static void plane_stats(const float *p, int64_t S, float eps, double *mean, floa
     *invstd = (float)(1.0 / sqrt(q / (double)S + (double)eps));
 }
 
-static const float *contiguous_data(nb_ctx *ctx, const nb_tensor *t)
-{
-    if (nb_tensor_is_contiguous(t)) return t->data;
-    float *c = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)nb_tensor_numel(t) * sizeof(float));
-    if (c) nb_tensor_copy_out(t, c);
-    return c;
-}
 
 /* The affine parameter's value for channel c (1 or 0 without one). */
 static float affine_at(const nb_tensor *t, int64_t c, float none)
@@ -133,7 +126,7 @@ nb_tensor *nb_instance_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_ten
     in_saved *s = nb_arena_alloc(a, sizeof *s);
     nb_tensor *out = nb_tensor_new(ctx, x->ndim, x->shape);
     if (!s || !out) return nb__op_fail(ctx, NB_ERR_NOMEM, "instance_norm: out of memory");
-    s->x = contiguous_data(ctx, x);
+    s->x = nb__contiguous_data(ctx, x);
     s->mean = nb_arena_alloc(a, (size_t)(N * C) * sizeof(double) + 1);
     s->invstd = nb_arena_alloc(a, (size_t)(N * C) * sizeof(float) + 1);
     if (!s->x || !s->mean || !s->invstd) return nb__op_fail(ctx, NB_ERR_NOMEM, "instance_norm: out of memory");
