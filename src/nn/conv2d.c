@@ -11,13 +11,7 @@
 static nb_conv2d_opts conv_opts(const nb_module *m)
 {
     nb_conv2d_opts o;
-    o.stride[0] = hi32(m->i[5]);
-    o.stride[1] = lo32(m->i[5]);
-    o.padding[0] = hi32(m->i[6]);
-    o.padding[1] = lo32(m->i[6]);
-    o.dilation[0] = hi32(m->i[7]);
-    o.dilation[1] = lo32(m->i[7]);
-    o.groups = lo32(m->i[0]);
+    conv_slots(m, o.stride, o.padding, o.dilation, &o.groups);
     return o;
 }
 
@@ -33,33 +27,17 @@ static nb_tensor *conv2d_forward(nb_module *m, nb_ctx *ctx, nb_tensor *x)
  * they differ from the defaults. */
 static void conv2d_describe(const nb_module *m, char *buf, size_t size)
 {
-    nb_conv2d_opts o = conv_opts(m);
-    size_t n = 0;
-#define CV_APPEND(...)                                                                 \
-    do {                                                                               \
-        if (n < size) n += (size_t)snprintf(buf + n, size - n, __VA_ARGS__);          \
-    } while (0)
     if (!size) return;
-    CV_APPEND("%d, %d, kernel_size=(%d, %d), stride=(%d, %d)", hi32(m->i[0]), (int)m->i[1], hi32(m->i[4]),
-              lo32(m->i[4]), o.stride[0], o.stride[1]);
-    if (o.padding[0] || o.padding[1]) CV_APPEND(", padding=(%d, %d)", o.padding[0], o.padding[1]);
-    if (o.dilation[0] != 1 || o.dilation[1] != 1) CV_APPEND(", dilation=(%d, %d)", o.dilation[0], o.dilation[1]);
-    if (o.groups != 1) CV_APPEND(", groups=%d", o.groups);
-    if (m->i[3] < 0) CV_APPEND(", bias=False");
-#undef CV_APPEND
+    size_t n = conv_repr(m, buf, size);
+    const int groups = lo32(m->i[0]);
+    if (groups != 1 && n < size) n += (size_t)snprintf(buf + n, size - n, ", groups=%d", groups);
+    if (m->i[3] < 0 && n < size) snprintf(buf + n, size - n, ", bias=False");
 }
 
 static int conv2d_geometry(const nb_module *m, nb_layer_geometry *g)
 {
-    nb_conv2d_opts o = conv_opts(m);
-    g->kernel[0] = hi32(m->i[4]);
-    g->kernel[1] = lo32(m->i[4]);
-    for (int d = 0; d < 2; d++) {
-        g->stride[d] = o.stride[d];
-        g->padding[d] = o.padding[d];
-        g->dilation[d] = o.dilation[d];
-    }
-    g->macs_per_output = (int64_t)(hi32(m->i[0]) / o.groups) * g->kernel[0] * g->kernel[1];
+    conv_slots_geometry(m, g);
+    g->macs_per_output = (int64_t)(hi32(m->i[0]) / lo32(m->i[0])) * g->kernel[0] * g->kernel[1];
     return 1;
 }
 

@@ -13,15 +13,9 @@
 static nb_conv_transpose2d_opts convt_opts(const nb_module *m)
 {
     nb_conv_transpose2d_opts o;
-    o.stride[0] = hi32(m->i[5]);
-    o.stride[1] = lo32(m->i[5]);
-    o.padding[0] = hi32(m->i[6]);
-    o.padding[1] = lo32(m->i[6]);
+    conv_slots(m, o.stride, o.padding, o.dilation, &o.groups);
     o.output_padding[0] = hi32(m->i[3]);
     o.output_padding[1] = lo32(m->i[3]);
-    o.dilation[0] = hi32(m->i[7]);
-    o.dilation[1] = lo32(m->i[7]);
-    o.groups = lo32(m->i[0]);
     return o;
 }
 
@@ -38,16 +32,12 @@ static nb_tensor *convt_forward(nb_module *m, nb_ctx *ctx, nb_tensor *x)
 static void convt_describe(const nb_module *m, char *buf, size_t size)
 {
     nb_conv_transpose2d_opts o = convt_opts(m);
-    size_t n = 0;
+    if (!size) return;
+    size_t n = conv_repr(m, buf, size);
 #define CT_APPEND(...)                                                                 \
     do {                                                                               \
         if (n < size) n += (size_t)snprintf(buf + n, size - n, __VA_ARGS__);          \
     } while (0)
-    if (!size) return;
-    CT_APPEND("%d, %d, kernel_size=(%d, %d), stride=(%d, %d)", hi32(m->i[0]), (int)m->i[1], hi32(m->i[4]),
-              lo32(m->i[4]), o.stride[0], o.stride[1]);
-    if (o.padding[0] || o.padding[1]) CT_APPEND(", padding=(%d, %d)", o.padding[0], o.padding[1]);
-    if (o.dilation[0] != 1 || o.dilation[1] != 1) CT_APPEND(", dilation=(%d, %d)", o.dilation[0], o.dilation[1]);
     if (o.output_padding[0] || o.output_padding[1])
         CT_APPEND(", output_padding=(%d, %d)", o.output_padding[0], o.output_padding[1]);
     if (o.groups != 1) CT_APPEND(", groups=%d", o.groups);
@@ -59,15 +49,8 @@ static void convt_describe(const nb_module *m, char *buf, size_t size)
  * the input; an upsampling layer has no receptive-field step. */
 static int convt_geometry(const nb_module *m, nb_layer_geometry *g)
 {
-    nb_conv_transpose2d_opts o = convt_opts(m);
-    g->kernel[0] = hi32(m->i[4]);
-    g->kernel[1] = lo32(m->i[4]);
-    for (int d = 0; d < 2; d++) {
-        g->stride[d] = o.stride[d];
-        g->padding[d] = o.padding[d];
-        g->dilation[d] = o.dilation[d];
-    }
-    g->macs_per_input = (int64_t)(m->i[1] / o.groups) * g->kernel[0] * g->kernel[1];
+    conv_slots_geometry(m, g);
+    g->macs_per_input = (int64_t)(m->i[1] / lo32(m->i[0])) * g->kernel[0] * g->kernel[1];
     g->transposed = 1;
     return 1;
 }
