@@ -97,16 +97,10 @@ int lab_plot_save(lab_section *s, nb_plot *p, const char *name, const char *capt
 
 int lab_csv_open(lab_section *s, lab_csv *c, const char *name, const char *header)
 {
+    char path[4200];
     snprintf(c->name, sizeof c->name, "claim%02d_%s.csv", s->claim->number, name);
-    snprintf(c->path, sizeof c->path, "%s/%s", s->L->out, c->name);
-    snprintf(c->tmp, sizeof c->tmp, "%s/.%s.XXXXXX", s->L->out, c->name);
-    int fd = mkstemp(c->tmp);
-    if (fd < 0 || !(c->f = fdopen(fd, "w"))) {
-        int err = errno;
-        if (fd >= 0) close(fd), unlink(c->tmp);
-        return cli_fail("%s: %s", c->path, strerror(err)), -1;
-    }
-    fchmod(fd, 0644); /* mkstemp's 0600 would hide the results from others */
+    snprintf(path, sizeof path, "%s/%s", s->L->out, c->name);
+    if (!(c->f = cli_atomic_open(&c->file, path))) return -1;
     fprintf(c->f, "%s\n", header);
     return 0;
 }
@@ -130,15 +124,8 @@ void lab_csv_row(lab_csv *c, const char *key, const double *v, int n)
 
 int lab_csv_close(lab_section *s, lab_csv *c)
 {
-    int bad = ferror(c->f) || fflush(c->f) != 0;
-    int err = errno;
-    if (fclose(c->f) != 0 && !bad) bad = 1, err = errno;
     c->f = NULL;
-    if (!bad && rename(c->tmp, c->path) != 0) bad = 1, err = errno;
-    if (bad) {
-        unlink(c->tmp);
-        return cli_fail("%s: %s", c->path, strerror(err)), -1;
-    }
+    if (cli_atomic_close(&c->file)) return -1;
     fprintf(s->md, "\nData: [`%s`](%s)\n", c->name, c->name);
     return 0;
 }
@@ -338,17 +325,11 @@ static void write_section(FILE *f, const result *r)
 
 static int write_report(const lab *L, const result *res, int n, const char *cmdline)
 {
-    char path[4200], tmp[4300];
+    char path[4200];
+    cli_atomic a;
     snprintf(path, sizeof path, "%s/REPORT.md", L->out);
-    snprintf(tmp, sizeof tmp, "%s/.REPORT.md.XXXXXX", L->out);
-    int fd = mkstemp(tmp);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        int err = errno;
-        if (fd >= 0) close(fd), unlink(tmp);
-        return cli_fail("%s: %s", path, strerror(err));
-    }
-    fchmod(fd, 0644);
+    FILE *f = cli_atomic_open(&a, path);
+    if (!f) return CLI_FAIL;
     fputs("# The lab: the notes' claims, measured\n\n", f);
     fprintf(f,
             "Each section quotes the study notes (`seed/`, in Chinese, with their section numbers), states the "
@@ -369,29 +350,21 @@ static int write_report(const lab *L, const result *res, int n, const char *cmdl
         fprintf(f, "\n<a id=\"%d\"></a>\n", res[i].claim->number);
         write_section(f, &res[i]);
     }
-    int bad = ferror(f) || fflush(f) != 0 || fsync(fd) != 0;
-    int err = errno;
-    if (fclose(f) != 0 && !bad) bad = 1, err = errno;
-    if (!bad && rename(tmp, path) != 0) bad = 1, err = errno;
-    if (bad) {
-        unlink(tmp);
-        return cli_fail("%s: %s", path, strerror(err));
-    }
-    return 0;
+    return cli_atomic_close(&a);
 }
 
 static int write_verdicts_csv(const lab *L, const result *res, int n)
 {
     char path[4200];
+    cli_atomic a;
     snprintf(path, sizeof path, "%s/verdicts.csv", L->out);
-    FILE *f = fopen(path, "w");
-    if (!f) return cli_fail("%s: %s", path, strerror(errno));
+    FILE *f = cli_atomic_open(&a, path);
+    if (!f) return CLI_FAIL;
     fputs("claim,id,verdict,seconds,plots\n", f);
     for (int i = 0; i < n; i++)
         fprintf(f, "%d,%s,%s,%.3f,%d\n", res[i].claim->number, res[i].claim->id, lab_verdict_name(res[i].verdict),
                 res[i].seconds, res[i].nplots);
-    if (fclose(f) != 0) return cli_fail("%s: %s", path, strerror(errno));
-    return 0;
+    return cli_atomic_close(&a);
 }
 
 int lab_run(lab *L, const lab_claim *const *claims, int n, const char *cmdline, int quiet)

@@ -97,8 +97,9 @@ nb_plot *lab_plot_new(const char *title, const char *xlabel, const char *ylabel)
 /* CSV files: rows are written to a temporary file renamed at close, so a
  * file is complete or absent. The report gets a link to it. */
 typedef struct lab_csv {
-    FILE *f;
-    char  path[4096], tmp[4128], name[128];
+    FILE      *f;
+    cli_atomic file;
+    char       name[128];
 } lab_csv;
 int  lab_csv_open(lab_section *s, lab_csv *c, const char *name, const char *header);
 /* One row from doubles (nan/inf spelled one way) after an optional text key

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- errors ------------------------------------------------------------- */
@@ -308,4 +309,38 @@ double cli_optim_lr(const char *name)
 {
     nb_optim_opts o;
     return cli_optim_opts(name, &o) ? NAN : o.lr;
+}
+
+FILE *cli_atomic_open(cli_atomic *a, const char *path)
+{
+    snprintf(a->path, sizeof a->path, "%s", path);
+    const char *slash = strrchr(a->path, '/');
+    const int dir = slash ? (int)(slash - a->path + 1) : 0;
+    snprintf(a->tmp, sizeof a->tmp, "%.*s.%s.XXXXXX", dir, a->path, a->path + dir);
+    a->f = NULL;
+    a->fd = mkstemp(a->tmp);
+    if (a->fd >= 0 && !(a->f = fdopen(a->fd, "w"))) {
+        const int err = errno;
+        close(a->fd);
+        unlink(a->tmp);
+        errno = err;
+    }
+    if (!a->f) {
+        cli_fail("%s: %s", a->path, strerror(errno));
+        return NULL;
+    }
+    fchmod(a->fd, 0644); /* mkstemp's 0600 would hide the results from others */
+    return a->f;
+}
+
+int cli_atomic_close(cli_atomic *a)
+{
+    int bad = ferror(a->f) || fflush(a->f) != 0 || fsync(a->fd) != 0;
+    int err = errno;
+    if (fclose(a->f) != 0 && !bad) bad = 1, err = errno;
+    a->f = NULL;
+    if (!bad && rename(a->tmp, a->path) != 0) bad = 1, err = errno;
+    if (!bad) return CLI_OK;
+    unlink(a->tmp);
+    return cli_fail("%s: %s", a->path, strerror(err));
 }

@@ -61,6 +61,19 @@ int    cli_all_finite(const float *x, size_t n);
 /* 1 when the directory that would hold `path` exists and is writable. */
 int    cli_dir_writable(const char *path);
 
+/* A text file written whole or not at all: cli_atomic_open makes a
+ * temporary file beside `path` (mode 0644) and returns its stream (NULL
+ * after printing the error); cli_atomic_close flushes it to disk and
+ * renames it over `path`, or removes it and prints the error (returns
+ * CLI_FAIL then, CLI_OK otherwise). */
+typedef struct cli_atomic {
+    FILE *f;
+    char  path[4096], tmp[4128];
+    int   fd;
+} cli_atomic;
+FILE  *cli_atomic_open(cli_atomic *a, const char *path);
+int    cli_atomic_close(cli_atomic *a);
+
 /* The progress bar of one epoch. On a terminal (stderr is a TTY and the
  * NO_PROGRESS variable is unset) a line redrawn in place at most ~10 times a
  * second: "epoch 3/10 [=====>    ]  420/938  loss 0.4123  41234 img/s";

@@ -142,32 +142,15 @@ static void path_in_out(const cmp_setup *S, const char *name, char *buf, size_t 
     snprintf(buf, size, "%s/%s", S->out, name);
 }
 
-/* Write S->out/name through fn into a temporary file in the same directory,
- * then rename it over name: the file is complete or absent. */
+/* Write S->out/name through fn: the file is complete or absent. */
 static int write_atomic(const report *R, const char *name, void (*fn)(FILE *, const report *))
 {
-    char path[4200], tmp[4300];
+    char path[4200];
+    cli_atomic a;
     path_in_out(R->S, name, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", R->S->out, name);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return cli_fail("%s: %s", path, strerror(errno));
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        unlink(tmp);
-        return cli_fail("%s: %s", path, strerror(errno));
-    }
-    fchmod(fd, 0644); /* mkstemp's 0600 would hide the results from others */
-    fn(f, R);
-    int bad = ferror(f) || fflush(f) != 0 || fsync(fd) != 0;
-    int err = errno;
-    if (fclose(f) != 0 && !bad) bad = 1, err = errno;
-    if (!bad && rename(tmp, path) != 0) bad = 1, err = errno;
-    if (bad) {
-        unlink(tmp);
-        return cli_fail("%s: %s", path, strerror(err));
-    }
-    return 0;
+    if (!cli_atomic_open(&a, path)) return CLI_FAIL;
+    fn(a.f, R);
+    return cli_atomic_close(&a);
 }
 
 static void run_key(FILE *f, const report *R, const cmp_run *r)
