@@ -377,6 +377,92 @@ static void cyclegan_steps_and_scores(void)
 
 /* ---- the command line --------------------------------------------------------------------- */
 
+/* The averaged generator: it starts as G, each G step moves it by the
+ * warmed-up decay over the whole state, and it is what samples come from. */
+TEST(gan_ema_follows_the_generator)
+{
+    nb_gan_opts o = nb_gan_defaults(NB_GAN_DCGAN);
+    o.g_config = "8,4", o.d_config = "4", o.ema = 0.9f;
+    nb_gan *g = NULL;
+    CHECK_OK(nb_gan_new(&o, &g));
+    CHECK(g->g_ema && nb_gan_sampler(g) == g->g_ema && g->g_ema->numel == g->g->numel);
+    CHECK(!memcmp(g->g_ema->data, g->g->data, g->g->numel * sizeof(float)));
+    nb_ctx *ctx = nb_ctx_new(4);
+    float img[8 * 784];
+    for (int step = 1; step <= 30; step++) {
+        for (int i = 0; i < 8 * 784; i++) img[i] = nb_rng_uniform(nb_ctx_rng(ctx));
+        nb_ctx_reset(ctx);
+        float *before = snapshot(g->g_ema);
+        nb_gan_losses ls;
+        CHECK_OK(nb_gan_step(g, ctx, nb_tensor_from(ctx, NB_SHAPE(8, 1, 28, 28), img), NULL, NULL, &ls));
+        double warm = (1.0 + step) / (10.0 + step);
+        float d = (float)(warm < 0.9 ? warm : 0.9);
+        int same = 1;
+        for (size_t i = 0; i < g->g->numel; i++) same &= g->g_ema->data[i] == d * before[i] + (1.0f - d) * g->g->data[i];
+        free(before);
+        CHECK_MSG(same, "step %d: g_ema is not %g g_ema + %g G", step, d, 1.0f - d);
+    }
+    /* after 30 steps the averaged weights lag G's: they differ, but not by much */
+    double diff = 0, norm = 0;
+    for (int k = 0; k < g->g->nparams; k++) {
+        const nb_param *p = &g->g->params[k];
+        if (p->buffer) continue;
+        for (int64_t i = 0; i < nb_tensor_numel(&p->t); i++) {
+            double e = (double)g->g_ema->data[p->offset + i] - p->t.data[i];
+            diff += e * e, norm += (double)p->t.data[i] * p->t.data[i];
+        }
+    }
+    CHECK_MSG(diff > 0 && diff < 0.01 * norm, "squared difference %g, squared norm %g", diff, norm);
+    nb_ctx_free(ctx);
+    nb_gan_free(g);
+    o.ema = 0;
+    CHECK_OK(nb_gan_new(&o, &g));
+    CHECK(!g->g_ema && nb_gan_sampler(g) == g->g);
+    nb_gan_free(g);
+    o.ema = 1.0f;
+    CHECK_ERR(nb_gan_new(&o, &g), NB_ERR_ARG, "ema in [0, 1)");
+    o = nb_gan_defaults(NB_GAN_CYCLEGAN);
+    o.ema = 0.99f;
+    CHECK_ERR(nb_gan_new(&o, &g), NB_ERR_ARG, "not CycleGAN");
+}
+
+/* real_label t: D's loss on a real batch becomes BCE(D(x), t), which differs
+ * from BCE(D(x), 1) by (1 - t) times the mean logit; lr_d sets D's rate. */
+TEST(gan_real_label_and_lr_d)
+{
+    nb_gan_opts o = nb_gan_defaults(NB_GAN_DCGAN);
+    o.g_config = "8,4", o.d_config = "4";
+    nb_gan *a = NULL, *b = NULL;
+    CHECK_OK(nb_gan_new(&o, &a));
+    CHECK(a->opt_d->lr == a->opt_g->lr);
+    o.real_label = 0.9f, o.lr_d = 5e-5;
+    CHECK_OK(nb_gan_new(&o, &b));
+    CHECK(b->opt_d->lr == 5e-5 && b->opt_g->lr == 2e-4);
+    nb_ctx *ca = nb_ctx_new(6), *cb = nb_ctx_new(6);
+    float img[8 * 784];
+    for (int i = 0; i < 8 * 784; i++) img[i] = nb_rng_uniform(nb_ctx_rng(ca));
+    /* the mean logit of D on the real batch as the step sees it, in [-1, 1] */
+    int grad = nb_set_grad_enabled(ca, 0);
+    nb_tensor *x = nb_tensor_from(ca, NB_SHAPE(8, 1, 28, 28), img);
+    nb_tensor *logits = nb_model_forward(a->d, ca, nb_add_scalar(ca, nb_scale(ca, x, 2.0f), -1.0f));
+    nb_set_grad_enabled(ca, grad);
+    CHECK(logits);
+    double mean = 0;
+    for (int i = 0; i < 8; i++) mean += logits->data[i] / 8.0;
+    nb_ctx_reset(ca);
+    *nb_ctx_rng(cb) = *nb_ctx_rng(ca);
+    nb_gan_losses la, lb;
+    CHECK_OK(nb_gan_step_d(a, ca, nb_tensor_from(ca, NB_SHAPE(8, 1, 28, 28), img), NULL, NULL, &la));
+    CHECK_OK(nb_gan_step_d(b, cb, nb_tensor_from(cb, NB_SHAPE(8, 1, 28, 28), img), NULL, NULL, &lb));
+    CHECK_NEAR(lb.d_loss - la.d_loss, 0.1 * mean, 1e-5, 1e-4);
+    nb_ctx_free(ca), nb_ctx_free(cb);
+    nb_gan_free(a), nb_gan_free(b);
+    o.real_label = 0;
+    CHECK_ERR(nb_gan_new(&o, &a), NB_ERR_ARG, "real_label in (0, 1]");
+    o.real_label = 1, o.lr_d = -1;
+    CHECK_ERR(nb_gan_new(&o, &a), NB_ERR_ARG, "lr_d >= 0");
+}
+
 static int exists(const char *dir, const char *name)
 {
     char p[1024];
@@ -395,6 +481,8 @@ TEST(gan_cli_help_and_usage_errors)
     CHECK(nbt_nabla("gan --variant cgan --class 10 --out %s/x", nbt_tmpdir()) == 2);
     CHECK(nbt_nabla("gan --variant cyclegan --domains 7:7 --out %s/x", nbt_tmpdir()) == 2 && strstr(nbt_err, "disjoint"));
     CHECK(nbt_nabla("gan --sample --out %s/x.png", nbt_tmpdir()) == 2 && strstr(nbt_err, "--weights"));
+    CHECK(nbt_nabla("gan --variant cyclegan --ema 0.99 --out %s/x", nbt_tmpdir()) == 2 && strstr(nbt_err, "--ema"));
+    CHECK(nbt_nabla("gan --variant dcgan --real-label 0 --out %s/x", nbt_tmpdir()) == 2 && strstr(nbt_err, "--real-label"));
     CHECK(nbt_nabla("gan --sample --weights %s/none.safetensors --out %s/x.png", nbt_tmpdir(), nbt_tmpdir()) == 1);
 }
 
@@ -434,7 +522,8 @@ TEST(gan_cli_cgan_run_and_sample)
     /* --minutes: a budget this small ends training after its first step,
      * and that epoch still writes its outputs */
     rc = nbt_nabla("gan --variant dcgan --epochs 3 --minutes 0.000001 --limit-train 96 --batch 32 --g-config 8,4 "
-                   "--d-config 4 --eval-samples 20 --threads 1 --classifier %s --out %s/minutes",
+                   "--d-config 4 --eval-samples 20 --threads 1 --ema 0.99 --real-label 0.9 --lr-d 1e-4 "
+                   "--classifier %s --out %s/minutes",
                    cls, dir);
     CHECK_MSG(rc == 0 && strstr(nbt_out, "epoch 1/3  steps 1 ") && strstr(nbt_out, "stopped after step 1 (--minutes)") &&
                   !strstr(nbt_out, "epoch 2/3"),
@@ -445,4 +534,7 @@ TEST(gan_cli_cgan_run_and_sample)
     if (f) fclose(f);
     snprintf(path, sizeof path, "%s/minutes", dir);
     CHECK(exists(path, "samples_001.png") && exists(path, "generator.safetensors"));
+    CHECK(exists(path, "generator_ema.safetensors"));
+    rc = nbt_nabla("gan --sample --weights %s/generator_ema.safetensors --count 4 --out %s/ema.png", path, dir);
+    CHECK_MSG(rc == 0 && exists(dir, "ema.png"), "sample from the average: %s", nbt_err);
 }

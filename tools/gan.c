@@ -24,7 +24,8 @@ const cli_cmd cli_gan_cmd = {
     "then of B), loss.png (discriminator and generator losses; WGAN's Wasserstein\n"
     "estimate), checkpoints with the optimizer state (generator.safetensors and\n"
     "discriminator.safetensors; CycleGAN generator_ab, generator_ba,\n"
-    "discriminator_a, discriminator_b), and one JSON line per epoch in\n"
+    "discriminator_a, discriminator_b; with --ema also generator_ema.safetensors,\n"
+    "the averaged weights the samples and scores then come from), and one JSON line per epoch in\n"
     "metrics.jsonl (with \"elapsed\", the seconds since training began).\n"
     "--max-steps N or --minutes M end training early; the last, partial epoch\n"
     "still writes its samples, checkpoints and scores.\n\n"
@@ -43,6 +44,9 @@ const cli_cmd cli_gan_cmd = {
     "boots (9) unless --domains (e.g. 0:1 or 0,2,4:1,3). CGAN is a conditional\n"
     "DCGAN (the one-hot label joins G's noise and D's input as 10 planes). GAN and\n"
     "WGAN are MLPs.\n\n"
+    "Faster to good samples than the paper's settings: a generator that learns\n"
+    "twice as fast as the discriminator, averaged, e.g. `--variant dcgan --lr 4e-4\n"
+    "--lr-d 2e-4 --ema 0.999` (see the README for what it reaches in 10 minutes).\n\n"
     "--sample draws --count samples from a saved generator into one PNG (a CGAN\n"
     "generator: one row per class, or class K only with --class K; a CycleGAN\n"
     "generator: the first test images of its source domain beside their\n"
@@ -53,7 +57,7 @@ typedef struct {
     const char *variant, *out, *classifier, *data, *domains, *g_config, *d_config, *weights;
     int epochs, threads, quiet, cls, sample, count, eval_samples;
     int64_t batch, max_steps, limit_train;
-    float lr, minutes;
+    float lr, lr_d, real_label, ema, minutes;
     uint64_t seed;
 } gan_args;
 
@@ -235,7 +239,7 @@ static int write_samples(run_state *r, int epoch)
     } else if (!rc) {
         if (g->opts.variant == NB_GAN_CGAN) n = 100, cols = 10;
         for (int i = 0; i < n; i++) labels[i] = a->cls >= 0 ? a->cls : i / 10;
-        if (nb_gan_generate(g->g, ctx, n, labels, img) != NB_OK) rc = cli_lib_error();
+        if (nb_gan_generate(nb_gan_sampler(g), ctx, n, labels, img) != NB_OK) rc = cli_lib_error();
     }
     if (!rc) rc = write_grid(join(a->out, name), img, n, cols);
     free(img);
@@ -268,6 +272,10 @@ static int save_checkpoints(run_state *r, int epoch)
             return cli_fail("training diverged: non-finite weights after epoch %d; %s not written", epoch, files[k].file);
         if (nb_checkpoint_save(join(r->a->out, files[k].file), &c, meta, two ? 5 : 3) != NB_OK) return cli_lib_error();
     }
+    /* the averaged generator: weights only, as it is never trained itself */
+    if (g->g_ema && !cli_all_finite(g->g_ema->data, g->g_ema->numel))
+        return cli_fail("training diverged: non-finite averaged weights after epoch %d", epoch);
+    if (g->g_ema && nb_model_save(g->g_ema, join(r->a->out, "generator_ema.safetensors")) != NB_OK) return cli_lib_error();
     return 0;
 }
 
@@ -418,9 +426,12 @@ static int run_train(const gan_args *a, nb_gan_opts *go)
         printf("%s: %s \"%s\" (%zu parameters), %s \"%s\" (%zu parameters)%s\n", nb_gan_variant_name(go->variant),
                r.g->g->name, r.g->g->config, r.g->g->numel, r.g->d->name, r.g->d->config, r.g->d->numel,
                r.g->g2 ? ", two of each" : "");
-        printf("%lld training images%s, batch %lld, %s lr %g, seed %llu, %d threads\n", (long long)r.train->n,
-               r.train_b ? " in domain A" : "", (long long)a->batch, r.g->opt_g->name, go->lr,
-               (unsigned long long)a->seed, nb_get_threads());
+        printf("%lld training images%s, batch %lld, %s lr %g", (long long)r.train->n, r.train_b ? " in domain A" : "",
+               (long long)a->batch, r.g->opt_g->name, go->lr);
+        if (go->lr_d > 0) printf(" (discriminator %g)", go->lr_d);
+        if (go->real_label != 1) printf(", real label %g", go->real_label);
+        if (go->ema > 0) printf(", generator average %g", go->ema);
+        printf(", seed %llu, %d threads\n", (unsigned long long)a->seed, nb_get_threads());
         fflush(stdout);
     }
     r.t_start = cli_now();
@@ -548,7 +559,7 @@ done:
 
 int cmd_gan(int argc, char **argv)
 {
-    gan_args a = {.data = nb_fashion_mnist_default_dir(), .epochs = 5, .batch = 64, .lr = NAN, .seed = 1,
+    gan_args a = {.data = nb_fashion_mnist_default_dir(), .epochs = 5, .batch = 64, .lr = NAN, .real_label = 1, .seed = 1,
                   .cls = -1, .eval_samples = 2000};
     cli_opt opts[] = {
         {"variant", CLI_STR, &a.variant, 0, 0, "V", "gan, dcgan, cgan, wgan or cyclegan (required to train)", 0},
@@ -556,6 +567,11 @@ int cmd_gan(int argc, char **argv)
         {"out", CLI_STR, &a.out, 0, 0, "DIR", "output directory (created); with --sample the PNG file", 0},
         {"batch", CLI_I64, &a.batch, 2, 65536, "B", "mini-batch size (dcgan, cgan: 32)", 0},
         {"lr", CLI_FLOAT, &a.lr, 0, 10, "LR", "learning rate of both models (default 2e-4; wgan 5e-5)", 0},
+        {"lr-d", CLI_FLOAT, &a.lr_d, 0, 10, "LR", "the discriminator's own learning rate, 0 = --lr", 0},
+        {"real-label", CLI_FLOAT, &a.real_label, 0, 1, "P", "gan, dcgan, cgan: D's target for real images "
+                                                          "(0.9: one-sided label smoothing)", 0},
+        {"ema", CLI_FLOAT, &a.ema, 0, 0.999999, "D", "sample and score an exponential moving average of the "
+                                                  "generator's weights, decay D (e.g. 0.999); 0 = none", 0},
         {"seed", CLI_U64, &a.seed, 0, 0, "S", "seed of the weights, data order and noise", 0},
         {"threads", CLI_INT, &a.threads, 0, 4096, "T", "kernel threads, 0 = all cores", 0},
         {"class", CLI_INT, &a.cls, 0, 9, "K", "cgan: sample class K only (grids and --sample)", 0},
@@ -599,6 +615,11 @@ int cmd_gan(int argc, char **argv)
         if (!(a.lr > 0)) return cli_usage_error("gan", "--lr must be positive");
         go.lr = a.lr;
     }
+    if (!(a.real_label > 0)) return cli_usage_error("gan", "--real-label must be in (0, 1]");
+    if (a.ema > 0 && v == NB_GAN_CYCLEGAN) return cli_usage_error("gan", "--ema needs a noise-to-image variant, not cyclegan");
+    go.lr_d = a.lr_d;
+    go.real_label = a.real_label;
+    go.ema = a.ema;
     go.g_config = a.g_config;
     go.d_config = a.d_config;
     go.seed = a.seed;

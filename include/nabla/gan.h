@@ -110,6 +110,12 @@ typedef struct nb_gan_opts {
     int      pool_size;        /* CycleGAN: image pool per domain (50; 0 = no pool) */
     unsigned domain_a, domain_b; /* CycleGAN: class masks of the two domains (bit k =
                                     class k; sneaker 1<<7 and ankle boot 1<<9) */
+    double   lr_d;             /* the discriminator's (critic's) own learning rate; 0: lr */
+    float    real_label;       /* GAN, DCGAN, CGAN: D's BCE target for real images (1; 0.9
+                                  is one-sided label smoothing, Salimans et al. 2016) */
+    float    ema;              /* decay of an exponential moving average of the generator's
+                                  weights and buffers, kept in g_ema and used for samples and
+                                  scores (0 = none; 0.999 a common value; not CycleGAN) */
     uint64_t seed;             /* initial weights */
 } nb_gan_opts;
 
@@ -121,12 +127,16 @@ typedef struct nb_gan {
     nb_model     *g, *d;       /* generator, discriminator (critic); CycleGAN: G_AB (A->B), D_B */
     nb_model     *g2, *d2;     /* CycleGAN: G_BA (B->A), D_A; NULL otherwise */
     nb_optimizer *opt_g, *opt_d, *opt_g2, *opt_d2;
+    nb_model     *g_ema;       /* opts.ema > 0: the averaged generator, else NULL */
     int64_t       d_steps, g_steps;
     /* private: CycleGAN's image pools (fakes for D_B and D_A, in [-1, 1]) */
     float        *pool[2];
     int           pool_n[2];
     char          g_config[64], d_config[64];
 } nb_gan;
+
+/* The generator to sample and score: g_ema when opts.ema > 0, else g. */
+nb_model *nb_gan_sampler(const nb_gan *g);
 
 /* Build the models and their optimizers. NULL opts = defaults of GAN.
  * NB_ERR_ARG for a bad variant, configuration or setting. */
@@ -148,7 +158,7 @@ typedef struct nb_gan_losses {
  * gradient can reach G), then D's optimizer. real: (N, 1, 28, 28) in [0, 1];
  * labels: N classes for CGAN (else NULL); real_b: CycleGAN's domain-B batch
  * (real is domain A), else NULL. WGAN clips the critic after its step.
- * Losses: BCE(D(real), 1) + BCE(D(fake), 0); WGAN mean C(fake) - mean
+ * Losses: BCE(D(real), real_label) + BCE(D(fake), 0); WGAN mean C(fake) - mean
  * C(real); CycleGAN 0.5 (MSE(D(real), 1) + MSE(D(pool(fake)), 0)) per domain.
  * The ctx arena keeps the step's tensors (reset it between batches). */
 nb_status nb_gan_step_d(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
@@ -158,7 +168,12 @@ nb_status nb_gan_step_d(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *
  * on after): non-saturating BCE(D(G(z)), 1); WGAN -mean C(G(z)); CycleGAN
  * MSE(D_B(G_AB(a)), 1) + MSE(D_A(G_BA(b)), 1) + lambda_cycle (L1 cycles) +
  * lambda_cycle lambda_identity (L1(G_AB(b), b) + L1(G_BA(a), a)). The batch
- * size is real's (CGAN: labels are the conditioning classes). */
+ * size is real's (CGAN: labels are the conditioning classes). With
+ * opts.ema > 0 every G step then moves g_ema towards G:
+ *   g_ema = d g_ema + (1 - d) G,  d = min(ema, (1 + t) / (10 + t))
+ * over the whole state (weights and buffers), t the G steps so far, so the
+ * average forgets the initial weights quickly (as TensorFlow's
+ * ExponentialMovingAverage with num_updates). */
 nb_status nb_gan_step_g(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *labels, nb_tensor *real_b,
                         nb_gan_losses *out);
 /* One training step on one batch: the D step, then the G step (WGAN: the G

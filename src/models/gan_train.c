@@ -18,16 +18,17 @@ nb_gan_opts nb_gan_defaults(nb_gan_variant v)
     o.pool_size = 50;
     o.domain_a = 1u << 7;   /* sneaker */
     o.domain_b = 1u << 9;   /* ankle boot */
+    o.real_label = 1.0f;
     o.seed = 1;
     return o;
 }
 
 /* The paper's optimizer of each variant: Adam(lr, betas 0.5, 0.999) as DCGAN
  * and CycleGAN, RMSprop for WGAN. */
-static nb_optimizer *make_optim(nb_model *m, const nb_gan_opts *o)
+static nb_optimizer *make_optim(nb_model *m, const nb_gan_opts *o, int generator)
 {
     nb_optim_opts oo = nb_optim_defaults(o->variant == NB_GAN_WGAN ? NB_OPTIM_RMSPROP : NB_OPTIM_ADAM);
-    oo.lr = o->lr;
+    oo.lr = !generator && o->lr_d > 0 ? o->lr_d : o->lr;
     oo.beta1 = 0.5;
     return nb_optim_new(m, &oo);
 }
@@ -48,10 +49,13 @@ nb_status nb_gan_new(const nb_gan_opts *opts, nb_gan **out)
     nb_gan_opts o = opts ? *opts : nb_gan_defaults(NB_GAN_GAN);
     if (o.variant < 0 || o.variant >= NB_GAN_VARIANT_COUNT)
         return nb__fail(NB_ERR_ARG, "gan_new: unknown variant %d", (int)o.variant);
-    if (!(o.lr > 0) || o.n_critic < 1 || !(o.clip > 0) || !(o.lambda_cycle >= 0) || !(o.lambda_identity >= 0) ||
-        o.pool_size < 0 || o.pool_size > 100000)
-        return nb__fail(NB_ERR_ARG, "gan_new: lr and clip must be > 0, n_critic >= 1, the lambdas >= 0, "
-                                    "pool_size in [0, 100000]");
+    if (!(o.lr > 0) || !(o.lr_d >= 0) || o.n_critic < 1 || !(o.clip > 0) || !(o.lambda_cycle >= 0) ||
+        !(o.lambda_identity >= 0) || o.pool_size < 0 || o.pool_size > 100000 || !(o.real_label > 0 && o.real_label <= 1) ||
+        !(o.ema >= 0 && o.ema < 1))
+        return nb__fail(NB_ERR_ARG, "gan_new: lr and clip must be > 0, lr_d >= 0, n_critic >= 1, the lambdas >= 0, "
+                                    "pool_size in [0, 100000], real_label in (0, 1], ema in [0, 1)");
+    if (o.variant == NB_GAN_CYCLEGAN && o.ema > 0)
+        return nb__fail(NB_ERR_ARG, "gan_new: ema averages a noise-to-image generator, not CycleGAN's");
     if (o.variant == NB_GAN_CYCLEGAN && (!(o.domain_a & 0x3ff) || !(o.domain_b & 0x3ff) || (o.domain_a & o.domain_b)))
         return nb__fail(NB_ERR_ARG, "gan_new: the CycleGAN domains must be non-empty, disjoint sets of classes 0-9");
     nb_gan *g = NB_MALLOC(sizeof *g);
@@ -69,8 +73,13 @@ nb_status nb_gan_new(const nb_gan_opts *opts, nb_gan **out)
     if (!s) s = nb_gan_model_build(role_name(o.variant, 0), o.d_config, &rng, &g->d);
     if (!s && two) s = nb_gan_model_build(role_name(o.variant, 1), o.g_config, &rng, &g->g2);
     if (!s && two) s = nb_gan_model_build(role_name(o.variant, 0), o.d_config, &rng, &g->d2);
-    if (!s && !((g->opt_g = make_optim(g->g, &o)) && (g->opt_d = make_optim(g->d, &o)))) s = NB_ERR_NOMEM;
-    if (!s && two && !((g->opt_g2 = make_optim(g->g2, &o)) && (g->opt_d2 = make_optim(g->d2, &o)))) s = NB_ERR_NOMEM;
+    if (!s && o.ema > 0) s = nb_gan_model_build(role_name(o.variant, 1), o.g_config, &rng, &g->g_ema);
+    if (!s && g->g_ema) {   /* the average starts at G's initial state and is never trained */
+        memcpy(g->g_ema->data, g->g->data, sizeof(float) * g->g->numel);
+        nb_model_set_requires_grad(g->g_ema, 0);
+    }
+    if (!s && !((g->opt_g = make_optim(g->g, &o, 1)) && (g->opt_d = make_optim(g->d, &o, 0)))) s = NB_ERR_NOMEM;
+    if (!s && two && !((g->opt_g2 = make_optim(g->g2, &o, 1)) && (g->opt_d2 = make_optim(g->d2, &o, 0)))) s = NB_ERR_NOMEM;
     for (int k = 0; k < 2 && !s && two && o.pool_size; k++)
         if (!(g->pool[k] = NB_MALLOC(sizeof(float) * NB__IMG * (size_t)o.pool_size)))
             s = nb__fail(NB_ERR_NOMEM, "gan_new: out of memory");
@@ -93,10 +102,13 @@ void nb_gan_free(nb_gan *g)
     nb_model_free(g->d);
     nb_model_free(g->g2);
     nb_model_free(g->d2);
+    nb_model_free(g->g_ema);
     NB_FREE(g->pool[0]);
     NB_FREE(g->pool[1]);
     NB_FREE(g);
 }
+
+nb_model *nb_gan_sampler(const nb_gan *g) { return g ? (g->g_ema ? g->g_ema : g->g) : NULL; }
 
 /* ---- pieces ---------------------------------------------------------------------- */
 
@@ -278,7 +290,7 @@ static nb_status step_d(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *
         if (wgan) /* the critic maximises E[C(real)] - E[C(fake)] */
             loss = nb_sub(ctx, nb_mean(ctx, d_fake, NULL, 0, 0), nb_mean(ctx, d_real, NULL, 0, 0));
         else
-            loss = nb_add(ctx, bce_to(ctx, d_real, 1.0f), bce_to(ctx, d_fake, 0.0f));
+            loss = nb_add(ctx, bce_to(ctx, d_real, g->opts.real_label), bce_to(ctx, d_fake, 0.0f));
         if (!loss) return ctx_error(ctx);
         out->d_loss = nb_tensor_item(loss);
         out->d_real = mean_of(d_real, !wgan);
@@ -292,6 +304,17 @@ static nb_status step_d(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *
 }
 
 /* ---- the generator step ------------------------------------------------------------- */
+
+/* avg = d avg + (1 - d) m over the whole state, d warmed up by the step count
+ * t >= 1 (see nb_gan_step_g). */
+static void ema_update(nb_model *avg, const nb_model *m, float ema, int64_t t)
+{
+    double warm = (1.0 + (double)t) / (10.0 + (double)t);
+    float d = (float)(warm < ema ? warm : ema), e = 1.0f - d;
+    float *a = avg->data;
+    const float *x = m->data;
+    for (size_t i = 0; i < m->numel; i++) a[i] = d * a[i] + e * x[i];
+}
 
 static nb_status cyclegan_step_g(nb_gan *g, nb_ctx *ctx, nb_tensor *a, nb_tensor *b, nb_gan_losses *out)
 {
@@ -352,6 +375,7 @@ static nb_status step_g(nb_gan *g, nb_ctx *ctx, nb_tensor *real, const int32_t *
     if (!s) {
         g->g_steps++;
         out->g_updated = 1;
+        if (g->g_ema) ema_update(g->g_ema, g->g, g->opts.ema, g->g_steps);
     }
     return s;
 }
@@ -503,7 +527,7 @@ nb_status nb_gan_evaluate(nb_gan *g, nb_model *cls, nb_ctx *ctx, const nb_datase
     int32_t *labels = NB_MALLOC(sizeof(int32_t) * (size_t)n);
     if (!fake || !probs || !feat_real || !feat_fake || !labels) s = nb__fail(NB_ERR_NOMEM, "gan_evaluate: out of memory");
     for (int64_t i = 0; i < n && !s; i++) labels[i] = (int32_t)(i % 10);
-    if (!s) s = nb_gan_generate(g->g, ctx, n, labels, fake);
+    if (!s) s = nb_gan_generate(nb_gan_sampler(g), ctx, n, labels, fake);
     if (!s) s = nb_classifier_run(cls, ctx, fake, n, img_shape, feat_fake, NULL, probs, 10);
     if (!s) s = nb_classifier_run(cls, ctx, test->x, n, img_shape, feat_real, NULL, NULL, 10);
     if (!s) s = nb_frechet_distance(feat_real, n, feat_fake, n, nfeat, &out->fd);
