@@ -269,6 +269,16 @@ static int a_in_place(const gemm_args *g)
     return g->transa && g->K <= 128 && g->lda % 512 != 0;
 }
 
+/* The depth of each K block: K split into as few blocks of at most kc as
+ * possible, of nearly equal depth. A short last block (K = 2048 in blocks
+ * of 384 leaves 128) would pay a full pass over C for a third of the
+ * arithmetic. */
+static int balanced_kc(int K, int kc)
+{
+    const int blocks = (K + kc - 1) / kc;
+    return blocks > 1 ? (K + blocks - 1) / blocks : K;
+}
+
 /* The most floats of op(A) packed at once for a whole column block (see
  * gemm_block): 8 MiB. */
 #define NB_GEMM_A_WHOLE_MAX (2 << 20)
@@ -293,8 +303,9 @@ static int gemm_block(const nb__gemm_impl *im, const gemm_args *g, int i0, int m
     float *Bp = direct ? NULL : buf_get(&bufs->b, (size_t)round_up(ncmax, NR) * kcmax);
     if ((!adirect && !Ap) || (!direct && !Bp)) return 0;
 
-    for (int pc = 0; pc < K; pc += im->kc) {
-        const int kc = K - pc < im->kc ? K - pc : im->kc;
+    const int kcb = balanced_kc(K, im->kc);
+    for (int pc = 0; pc < K; pc += kcb) {
+        const int kc = K - pc < kcb ? K - pc : kcb;
         const float beta = pc == 0 ? g->beta : 1.0f;
         if (whole) im->pack_a(g->transa, a_at(g, i0, pc), g->lda, m, kc, Ap);
         for (int jc = 0; jc < n; jc += im->nc) {
@@ -337,8 +348,9 @@ static int gemm_block_t(const nb__gemm_impl *im, const gemm_args *g, int i0, int
     pack_bufs *bufs = bufs_get();
     float *At = bufs ? buf_get(&bufs->a, (size_t)round_up(m, im->nr) * kcmax) : NULL;
     if (!At) return 0;
-    for (int pc = 0; pc < K; pc += im->kc) {
-        const int kc = K - pc < im->kc ? K - pc : im->kc;
+    const int kcb = balanced_kc(K, im->kc);
+    for (int pc = 0; pc < K; pc += kcb) {
+        const int kc = K - pc < kcb ? K - pc : kcb;
         im->pack_b(!g->transa, a_at(g, i0, pc), g->lda, kc, m, At);
         im->macro_t(m, n, kc, g->alpha, At, b_at(g, pc, j0), g->ldb,
                     pc == 0 ? g->beta : 1.0f, g->C + (ptrdiff_t)i0 * g->ldc + j0, g->ldc);
