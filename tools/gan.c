@@ -25,8 +25,9 @@ const cli_cmd cli_gan_cmd = {
     "estimate), checkpoints with the optimizer state (generator.safetensors and\n"
     "discriminator.safetensors; CycleGAN generator_ab, generator_ba,\n"
     "discriminator_a, discriminator_b; with --ema also generator_ema.safetensors,\n"
-    "the averaged weights the samples and scores then come from), and one JSON line per epoch in\n"
-    "metrics.jsonl (with \"elapsed\", the seconds since training began).\n"
+    "the averaged weights that then make the samples and scores), and one JSON\n"
+    "line per epoch in metrics.jsonl (with \"elapsed\", the seconds since training\n"
+    "began).\n"
     "--max-steps N or --minutes M end training early; the last, partial epoch\n"
     "still writes its samples, checkpoints and scores.\n\n"
     "Scores come from a Fashion-MNIST classifier: --classifier W (weights of\n"
@@ -566,7 +567,7 @@ int cmd_gan(int argc, char **argv)
         {"epochs", CLI_INT, &a.epochs, 1, 100000, "N", "passes over the training images", 0},
         {"out", CLI_STR, &a.out, 0, 0, "DIR", "output directory (created); with --sample the PNG file", 0},
         {"batch", CLI_I64, &a.batch, 2, 65536, "B", "mini-batch size (dcgan, cgan: 32)", 0},
-        {"lr", CLI_FLOAT, &a.lr, 0, 10, "LR", "learning rate of both models (default 2e-4; wgan 5e-5)", 0},
+        {"lr", CLI_FLOAT, &a.lr, 0, 10, "LR", "learning rate of G, and of D unless --lr-d (default 2e-4; wgan 5e-5)", 0},
         {"lr-d", CLI_FLOAT, &a.lr_d, 0, 10, "LR", "the discriminator's own learning rate, 0 = --lr", 0},
         {"real-label", CLI_FLOAT, &a.real_label, 0, 1, "P", "gan, dcgan, cgan: D's target for real images "
                                                           "(0.9: one-sided label smoothing)", 0},
