@@ -285,17 +285,28 @@ static const char *start_job(const char *extra)
     return script;
 }
 
+/* Start a job with extra options, send rank 1 `signal` mid-training and
+ * wait up to 60 s for rank 0 to end; then resume rank 1 (if stopped), wait
+ * for mpirun and print "mpirun exit N" with the job's stderr on stderr.
+ * Returns the script's status: 0 unless the job did not start (3) or rank 0
+ * outlived the 60 s (4). */
+static int signal_rank1(const char *signal, const char *extra)
+{
+    return sh("%s"
+              "sleep 0.5; kill -%s $(cat pid.1); "
+              "i=0; while kill -0 $(cat pid.0) 2>/dev/null; do "
+              "i=$((i+1)); [ $i -gt 600 ] && { echo 'rank 0 still runs after 60 s'; kill -9 $(cat pid.1) 2>/dev/null; "
+              "kill $job; exit 4; }; sleep 0.1; done; "
+              "kill -CONT $(cat pid.1) 2>/dev/null; wait $job; echo \"mpirun exit $?\"; cat job.err >&2",
+              start_job(extra), signal);
+}
+
 /* Kill -9 rank 1 mid-training: rank 0 must be gone and mpirun must exit
  * non-zero within 60 seconds (mpirun's own abort of the job). */
 TEST(dist_killed_rank_stops_the_job)
 {
     NEED_MPI();
-    int rc = sh("%s"
-                "sleep 0.5; kill -9 $(cat pid.1); "
-                "i=0; while kill -0 $(cat pid.0) 2>/dev/null; do "
-                "i=$((i+1)); [ $i -gt 600 ] && { echo 'rank 0 still runs after 60 s'; kill $job; exit 4; }; sleep 0.1; done; "
-                "wait $job; echo \"mpirun exit $?\"; cat job.err >&2",
-                start_job(""));
+    int rc = signal_rank1("9", "");
     CHECK_MSG(rc == 0, "exit %d: %s %s", rc, nbt_out, nbt_err);
     CHECK_MSG(strstr(nbt_out, "mpirun exit ") && !strstr(nbt_out, "mpirun exit 0"), "stdout: %s stderr: %s", nbt_out,
               nbt_err);
@@ -334,13 +345,7 @@ TEST(dist_nonfinite_seen_by_all_ranks)
 TEST(dist_hung_rank_times_out)
 {
     NEED_MPI();
-    int rc = sh("%s"
-                "sleep 0.5; kill -STOP $(cat pid.1); "
-                "i=0; while kill -0 $(cat pid.0) 2>/dev/null; do "
-                "i=$((i+1)); [ $i -gt 600 ] && { echo 'rank 0 still runs after 60 s'; kill -9 $(cat pid.1); kill $job; exit 4; }; "
-                "sleep 0.1; done; "
-                "kill -CONT $(cat pid.1) 2>/dev/null; wait $job; echo \"mpirun exit $?\"; cat job.err >&2",
-                start_job("--dist-timeout 5"));
+    int rc = signal_rank1("STOP", "--dist-timeout 5");
     CHECK_MSG(rc == 0, "exit %d: %s %s", rc, nbt_out, nbt_err);
     CHECK_MSG(strstr(nbt_out, "mpirun exit ") && !strstr(nbt_out, "mpirun exit 0"), "stdout: %s stderr: %s", nbt_out,
               nbt_err);
