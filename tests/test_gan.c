@@ -361,6 +361,7 @@ static void cyclegan_steps_and_scores(void)
     nb_gan_metrics m;
     CHECK_OK(nb_gan_evaluate(g, cls, ctx, test, 20, &m));
     CHECK(m.n == 40 && m.target_rate >= 0 && m.target_rate <= 1 && m.cycle_l1 > 0 && m.fd >= 0 && isnan(m.cond_acc));
+    CHECK(m.real_confident >= 0 && m.real_confident <= 1 && m.real_acc >= 0 && m.real_acc <= 1);
     int64_t total = 0;
     for (int k = 0; k < 10; k++) total += m.hist[k];
     CHECK(total == 40);
@@ -373,6 +374,50 @@ static void cyclegan_steps_and_scores(void)
     nb_dataset_free(b);
     nb_dataset_free(test);
     nb_dataset_free(d);
+}
+
+/* The real images' scores beside the samples': the classifier's confident
+ * fraction and accuracy on the n test images of the Fréchet distance, as
+ * counted here from its probabilities. */
+TEST(gan_evaluate_scores_the_real_images)
+{
+    nb_dataset *test = NULL;
+    if (nb_fashion_mnist_load(NULL, 0, &test) != NB_OK) SKIP("Fashion-MNIST is not installed (%s)", nb_last_error());
+    nb_gan_opts o = nb_gan_defaults(NB_GAN_DCGAN);
+    o.g_config = "8,4", o.d_config = "4";
+    nb_gan *g = NULL;
+    CHECK_OK(nb_gan_new(&o, &g));
+    nb_ctx *ctx = nb_ctx_new(6);
+    nb_model *cls = NULL;
+    CHECK_OK(nb_model_build("cnn", NULL, nb_ctx_rng(ctx), &cls));
+    /* a sharper last layer, so that some images pass the 0.7 bar and some not */
+    int last = -1;
+    for (int i = 0; i < cls->nparams; i++)
+        if (!cls->params[i].buffer && cls->params[i].t.ndim == 2) last = i;
+    CHECK(last >= 0 && cls->params[last].t.shape[0] == 10);
+    for (int64_t k = 0; k < nb_tensor_numel(&cls->params[last].t); k++) cls->params[last].t.data[k] *= 200.0f;
+    const int n = 200, shape[3] = {1, 28, 28};
+    nb_gan_metrics m;
+    CHECK_OK(nb_gan_evaluate(g, cls, ctx, test, n, &m));
+    float probs[200 * 10];
+    CHECK_OK(nb_classifier_run(cls, ctx, test->x, n, shape, NULL, NULL, probs, 10));
+    int confident = 0, hits = 0;
+    for (int i = 0; i < n; i++) {
+        int best = 0;
+        for (int k = 1; k < 10; k++)
+            if (probs[i * 10 + k] > probs[i * 10 + best]) best = k;
+        confident += probs[i * 10 + best] >= 0.7f;
+        hits += best == test->y[i];
+    }
+    CHECK_MSG(confident > 0 && confident < n, "%d of %d confident: the check would not tell", confident, n);
+    CHECK_MSG(m.real_confident == confident / (double)n && m.real_acc == hits / (double)n,
+              "real_confident %g real_acc %g, counted %g %g", m.real_confident, m.real_acc, confident / (double)n,
+              hits / (double)n);
+    CHECK(m.n == n && m.confident >= 0 && m.confident <= 1 && isnan(m.cond_acc));
+    nb_model_free(cls);
+    nb_ctx_free(ctx);
+    nb_gan_free(g);
+    nb_dataset_free(test);
 }
 
 /* ---- the command line --------------------------------------------------------------------- */
@@ -498,7 +543,8 @@ TEST(gan_cli_cgan_run_and_sample)
                "--d-config 16 --eval-samples 50 --threads 1 --classifier %s --out %s",
                cls, dir);
     CHECK_MSG(rc == 0, "gan: %s", nbt_err);
-    CHECK(strstr(nbt_out, "epoch 1/2") && strstr(nbt_out, "class_acc") && strstr(nbt_out, "stopped after step 12"));
+    CHECK(strstr(nbt_out, "epoch 1/2") && strstr(nbt_out, "class_acc") && strstr(nbt_out, " (real 0.") &&
+          strstr(nbt_out, "stopped after step 12"));
     CHECK(exists(dir, "samples_001.png") && exists(dir, "samples_002.png") && exists(dir, "loss.png"));
     CHECK(exists(dir, "generator.safetensors") && exists(dir, "discriminator.safetensors"));
     char path[700];
@@ -508,7 +554,8 @@ TEST(gan_cli_cgan_run_and_sample)
     char line[1024];
     int lines = 0, ok = 1;
     while (fgets(line, sizeof line, f))
-        lines++, ok &= strstr(line, "\"fd\": ") && strstr(line, "\"class_acc\": 0") && strstr(line, "\"class_hist\": [");
+        lines++, ok &= strstr(line, "\"fd\": ") && strstr(line, "\"class_acc\": 0") && strstr(line, "\"class_hist\": [") &&
+                       strstr(line, "\"real_confident\": ") && strstr(line, "\"real_acc\": 0");
     fclose(f);
     CHECK_MSG(lines == 2 && ok, "metrics.jsonl: %d lines, last %s", lines, line);
     /* a checkpoint is a weights file: sample class 3 from it */

@@ -217,6 +217,10 @@ typedef struct nb_gan_metrics {
                               into the target domain (else NAN) */
     double  cycle_l1;      /* CycleGAN: mean |x - G_BA(G_AB(x))| (and B->A->B), [0, 1] pixels */
     int64_t n;             /* samples scored */
+    /* the classifier on the real images of the Fréchet distance, the level
+       the samples are measured against */
+    double  real_confident; /* fraction with top probability >= 0.7 */
+    double  real_acc;       /* fraction classified as their label */
 } nb_gan_metrics;
 
 /* Score g with classifier (as nb_classifier_run, 10 classes, 128-or-any

@@ -453,17 +453,28 @@ static int argmax10(const float *p)
     return best;
 }
 
-/* Histogram and confidence of n samples' class probabilities into out. */
-static void tally(const float *probs, int64_t n, nb_gan_metrics *out)
+/* The fraction of n images whose top class probability is >= 0.7; hist
+ * (may be NULL) counts their top classes, hits (may be NULL) those equal
+ * to labels. */
+static double confident_of(const float *probs, int64_t n, int64_t *hist, const int32_t *labels, int64_t *hits)
 {
     int64_t confident = 0;
     for (int64_t i = 0; i < n; i++) {
         const float *p = probs + i * 10;
         int c = argmax10(p);
-        out->hist[c]++;
+        if (hist) hist[c]++;
+        if (hits) *hits += c == labels[i];
         confident += p[c] >= 0.7f;
     }
-    out->confident = n ? (double)confident / (double)n : NAN;
+    return n ? (double)confident / (double)n : NAN;
+}
+
+/* The classifier on n real images: probs from it, their labels. */
+static void tally_real(const float *probs, const int32_t *labels, int64_t n, nb_gan_metrics *out)
+{
+    int64_t hits = 0;
+    out->real_confident = confident_of(probs, n, NULL, labels, &hits);
+    out->real_acc = n ? (double)hits / (double)n : NAN;
 }
 
 static const int img_shape[3] = {1, 28, 28};
@@ -495,10 +506,11 @@ static nb_status score_cyclegan(nb_gan *g, nb_model *cls, nb_ctx *ctx, const nb_
         for (int64_t i = 0; i < m && !s; i++) hits += target >> argmax10(p + i * 10) & 1;
         for (int64_t i = 0; i < m * NB__IMG && !s; i++) l1 += fabsf(rec[i] - dom[dir]->x[i]);
     }
-    if (!s) s = nb_classifier_run(cls, ctx, dom[1]->x, nbb, img_shape, feat_real, NULL, NULL, 10);
+    if (!s) out->confident = confident_of(probs, na + nbb, out->hist, NULL, NULL);   /* before probs holds the real images' */
+    if (!s) s = nb_classifier_run(cls, ctx, dom[1]->x, nbb, img_shape, feat_real, NULL, probs, 10);
     if (!s) s = nb_frechet_distance(feat_real, nbb, feat_fake, na, nfeat, &out->fd);
     if (!s) {
-        tally(probs, na + nbb, out);
+        tally_real(probs, dom[1]->y, nbb, out);
         out->target_rate = (double)hits / (double)(na + nbb);
         out->cycle_l1 = l1 / ((double)(na + nbb) * NB__IMG);
         out->n = na + nbb;
@@ -516,7 +528,7 @@ nb_status nb_gan_evaluate(nb_gan *g, nb_model *cls, nb_ctx *ctx, const nb_datase
     if (test->c != 1 || test->h != 28 || test->w != 28)
         return nb__fail(NB_ERR_SHAPE, "gan_evaluate: test images must be 1x28x28");
     memset(out, 0, sizeof *out);
-    out->cond_acc = out->target_rate = out->cycle_l1 = NAN;
+    out->cond_acc = out->target_rate = out->cycle_l1 = out->real_confident = out->real_acc = NAN;
     if (n > test->n) n = test->n;
     int nfeat = 0;
     nb_status s = nb_classifier_run(cls, ctx, test->x, 1, img_shape, NULL, &nfeat, NULL, 10);
@@ -529,17 +541,15 @@ nb_status nb_gan_evaluate(nb_gan *g, nb_model *cls, nb_ctx *ctx, const nb_datase
     for (int64_t i = 0; i < n && !s; i++) labels[i] = (int32_t)(i % 10);
     if (!s) s = nb_gan_generate(nb_gan_sampler(g), ctx, n, labels, fake);
     if (!s) s = nb_classifier_run(cls, ctx, fake, n, img_shape, feat_fake, NULL, probs, 10);
-    if (!s) s = nb_classifier_run(cls, ctx, test->x, n, img_shape, feat_real, NULL, NULL, 10);
-    if (!s) s = nb_frechet_distance(feat_real, n, feat_fake, n, nfeat, &out->fd);
-    if (!s) {
-        tally(probs, n, out);
+    if (!s) {   /* before probs holds the real images' */
+        int64_t hits = 0;
+        out->confident = confident_of(probs, n, out->hist, labels, &hits);
+        if (g->opts.variant == NB_GAN_CGAN) out->cond_acc = (double)hits / (double)n;
         out->n = n;
-        if (g->opts.variant == NB_GAN_CGAN) {
-            int64_t hits = 0;
-            for (int64_t i = 0; i < n; i++) hits += argmax10(probs + i * 10) == labels[i];
-            out->cond_acc = (double)hits / (double)n;
-        }
     }
+    if (!s) s = nb_classifier_run(cls, ctx, test->x, n, img_shape, feat_real, NULL, probs, 10);
+    if (!s) s = nb_frechet_distance(feat_real, n, feat_fake, n, nfeat, &out->fd);
+    if (!s) tally_real(probs, test->y, n, out);
     NB_FREE(fake), NB_FREE(probs), NB_FREE(feat_real), NB_FREE(feat_fake), NB_FREE(labels);
     return s;
 }
