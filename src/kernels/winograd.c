@@ -7,7 +7,9 @@
  *
  * Layouts, per chunk of nt tiles (tt = tile index in the chunk):
  *   V[xi][c][tt]  transformed inputs, a C x chunk matrix per xi
- *   M[xi][o][tt]  their products with U[xi] (O x C), O x chunk per xi
+ *   U[xi][c][o]   the transformed weights, C x O per xi (U[xi]^T, read in
+ *                 place by the GEMM as a transposed A: no packing per chunk)
+ *   M[xi][o][tt]  their products U[xi]^T V[xi], O x chunk per xi
  *   dU[xi][c][o]  the weight gradient's, C x O per xi: V dM^T puts the
  *                 64 output channels of the CNN's conv2 on the micro-tile's
  *                 14-row side (5 tiles, 91% full) rather than its 32 input
@@ -91,14 +93,16 @@ static void weight_tile(const float k[9], float *u, int64_t us)
 void nb__wg_weights(const float *w, int64_t O, int64_t C, int flip, float *U)
 {
     const int64_t us = xi_stride(O, C);
-    /* the inner loop walks along the rows of U (16 streams in order) */
+    /* the product's output channels (rows) by its input channels (cols),
+     * each of the 16 stored transposed, cols x rows: the GEMM then reads it
+     * in place as op(A) = A^T instead of packing it for every chunk */
     const int64_t rows = flip ? C : O, cols = flip ? O : C;
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++) {
+    for (int64_t j = 0; j < cols; j++)
+        for (int64_t i = 0; i < rows; i++) {
             const float *k = w + (flip ? j * C + i : i * C + j) * 9;
             float r[9];
             for (int t = 0; t < 9; t++) r[t] = flip ? k[8 - t] : k[t];
-            weight_tile(r, U + i * cols + j, us);
+            weight_tile(r, U + j * rows + i, us);
         }
 }
 
@@ -239,7 +243,7 @@ void nb__wg_chunk(const nb__wg_geom *g, const float *U, const float *x, const fl
 
     input(K, g, x, t0, t1, V, ch, vs, rows);
     for (int xi = 0; xi < NB__WG_XI; xi++)
-        nb_gemm(0, 0, (int)O, (int)nt, (int)C, 1.0f, U + xi * xi_stride(O, C), (int)C, V + xi * vs, (int)ch, 0.0f,
+        nb_gemm(1, 0, (int)O, (int)nt, (int)C, 1.0f, U + xi * xi_stride(O, C), (int)O, V + xi * vs, (int)ch, 0.0f,
                 M + xi * ms, (int)ch);
 
     if (K) K->output(g, M, ch, ms, t0, t1, bias, add, y);

@@ -39,11 +39,12 @@ int nb__wg_init(nb__wg_geom *g, int64_t N, int64_t C, int64_t H, int64_t W, int6
 /* Floats of workspace one thread needs for nb__wg_chunk. */
 int64_t nb__wg_ws_floats(const nb__wg_geom *g);
 
-/* Floats of U or dU: 16 matrices of O x C (with a gap between them). */
+/* Floats of U or dU: 16 matrices of C x O (with a gap between them). */
 int64_t nb__wg_u_floats(int64_t O, int64_t C);
 
-/* U (16 x O x C) from w (O, C, 3, 3) when !flip; with flip, the weights of
- * the data gradient: U (16 x C x O) from the rotated, transposed w. */
+/* U (16 x C x O, each matrix the transpose of the product's) from w (O, C,
+ * 3, 3) when !flip; with flip, the weights of the data gradient: U (16 x O
+ * x C) from the rotated, transposed w. */
 void nb__wg_weights(const float *w, int64_t O, int64_t C, int flip, float *U);
 
 /* The transforms of tiles [t0, t1) (t0 at column 0 of V and M, whose rows
