@@ -12,6 +12,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* How the scoring classifier is trained when --classifier is not given: the
+ * CNN's own recipe (see load_classifier); one place for the help, the run
+ * and its message. */
+#define SCORER_EPOCHS "10"
+#define SCORER_SEED "1"
+#define SCORER_CMD "nabla train --model cnn --epochs " SCORER_EPOCHS " --seed " SCORER_SEED
+
 const cli_cmd cli_gan_cmd = {
     "gan",
     "train a GAN (gan, dcgan, cgan, wgan, cyclegan) on Fashion-MNIST and score it",
@@ -32,7 +39,7 @@ const cli_cmd cli_gan_cmd = {
     "still writes its samples, checkpoints and scores.\n\n"
     "Scores come from a Fashion-MNIST classifier: --classifier W (weights of\n"
     "`nabla train --model cnn`), or else DIR/classifier.safetensors, trained first if\n"
-    "absent with `nabla train --model cnn --epochs 10 --seed 1` (same --threads). Each\n"
+    "absent with `" SCORER_CMD "` (same --threads). Each\n"
     "epoch: the Frechet distance between the classifier's penultimate features of\n"
     "--eval-samples test images and as many samples (CycleGAN: domain-B test images\n"
     "and translations of domain A), the classes it gives the samples, the fraction\n"
@@ -123,9 +130,9 @@ static int load_classifier(const gan_args *a, nb_model **out)
         if (stat(path, &st) != 0) {
             char threads[16];
             snprintf(threads, sizeof threads, "%d", a->threads);
-            char *argv[] = {"train", "--model", "cnn", "--epochs", "10", "--seed", "1", "--threads", threads,
-                            "--data", (char *)a->data, "--out", (char *)path, "--quiet", NULL};
-            if (!a->quiet) printf("training the scoring classifier: nabla train --model cnn --epochs 10 --seed 1 -> %s\n", path);
+            char *argv[] = {"train", "--model", "cnn", "--epochs", SCORER_EPOCHS, "--seed", SCORER_SEED, "--threads",
+                            threads, "--data", (char *)a->data, "--out", (char *)path, "--quiet", NULL};
+            if (!a->quiet) printf("training the scoring classifier: " SCORER_CMD " -> %s\n", path);
             fflush(stdout);
             if (cmd_train((int)(sizeof argv / sizeof argv[0]) - 1, argv) != CLI_OK)
                 return cli_fail("training the scoring classifier failed");
