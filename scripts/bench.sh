@@ -7,7 +7,9 @@
 # A program that runs its peer itself (bench_gemm loads OpenBLAS) prints the
 # peer's result on a line "peer LABEL: VALUE UNIT"; a training benchmark and
 # its peer print their peak memory as "... peak RSS: VALUE MiB", shown in the
-# table beside the speed.
+# table beside the speed. The training benchmarks (bench_mlp, bench_cnn) and
+# their peer alternate NABLA_BENCH_PAIRS times (default 3), and the table
+# shows each side's median.
 # OpenBLAS reads OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE), which changes
 # PyTorch's speed; when either is set the peer runs twice: with the environment
 # as it is and with both unset. bench_gemm alone runs with
@@ -33,46 +35,76 @@ rss_of() { sed -n 's/.*peak RSS: *\([0-9][0-9.]*\) MiB$/\1/p' | tail -n 1; }
 rows=()     # name|nabla value unit|peer label|peer value unit|nabla RSS|peer RSS
 vgg_lines=()
 status=0
+# The training benchmarks and their peer alternate PAIRS times (nabla, peer,
+# nabla, ...) and each side's median counts: a busy moment of the shared
+# machine then slows both sides instead of whichever ran in it.
+PAIRS=${NABLA_BENCH_PAIRS:-3}
+# the median of the numbers on stdin, one per line
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+# "41234 img/s" lines -> "41234 img/s" with the median value
+median_result() {
+    local lines unit
+    lines=$(cat)
+    [ -n "$lines" ] || return
+    unit=$(printf '%s\n' "$lines" | head -n 1 | cut -d' ' -f2-)
+    echo "$(printf '%s\n' "$lines" | cut -d' ' -f1 | median) $unit"
+}
 shopt -s nullglob
 # bench_one NAME BIN [ARGS...]: run BIN ARGS, then its peer with the same ARGS.
 bench_one() {
     local name=$1 bin=$2
     shift 2
-    echo "== $name"
+    local base=${bin##*/} reps=1
+    case "$base" in bench_mlp|bench_cnn) reps=$PAIRS ;; esac
     local envs=()
     [ "$name" = bench_gemm ] && envs=(OPENBLAS_CORETYPE=SkylakeX)
-    local out
-    out=$(env "${envs[@]}" "$bin" "$@") || { echo "$name failed" >&2; status=1; return; }
-    echo "$out"
-    # VGG11 measures two sizes and two passes: its per-size lines go under the table
-    [ "$name" = bench_vgg ] && vgg_lines+=("$(printf '%s\n' "$out" | grep ' ms/img')")
-    local res rss inpeer
-    res=$(printf '%s\n' "$out" | result_of)
-    rss=$(printf '%s\n' "$out" | rss_of)
-    inpeer=$(printf '%s\n' "$out" | peer_of)
-    if [ -n "$inpeer" ]; then rows+=("$name|$res|$inpeer||"); return; fi
     # the peer: bench/torch_X.py with the same arguments, or the shared
     # training peer for zoo models
-    local base=${bin##*/}
     local peer=("bench/torch_${base#bench_}.py" "$@")
     case "$base" in bench_mlp|bench_cnn) peer=(bench/torch_train.py --model "${base#bench_}") ;; esac
-    [ -f "${peer[0]}" ] || { rows+=("$name|$res|||$rss|"); return; }
+    local labels=() peer_envs=()
+    if [ -f "${peer[0]}" ] && [ "$have_torch" = 1 ]; then
+        if [ "$openblas_env" = 1 ]; then
+            labels=("PyTorch (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset})" "PyTorch (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset)")
+            peer_envs=("" "-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE")
+        else
+            labels=("PyTorch")
+            peer_envs=("")
+        fi
+    fi
+    local r p out pout res="" rss="" inpeer="" pres=() prss=()
+    for ((r = 1; r <= reps; r++)); do
+        if [ "$reps" -gt 1 ]; then echo "== $name (run $r of $reps)"; else echo "== $name"; fi
+        out=$(env "${envs[@]}" "$bin" "$@") || { echo "$name failed" >&2; status=1; return; }
+        echo "$out"
+        # VGG11 measures two sizes and two passes: its per-size lines go under the table
+        [ "$name" = bench_vgg ] && vgg_lines+=("$(printf '%s\n' "$out" | grep ' ms/img')")
+        res+="$(printf '%s\n' "$out" | result_of)"$'\n'
+        rss=$(printf '%s\n' "$out" | rss_of)
+        inpeer=$(printf '%s\n' "$out" | peer_of)
+        [ -z "$inpeer" ] || break
+        for p in "${!labels[@]}"; do
+            echo "== ${peer[*]} (${labels[$p]})"
+            # shellcheck disable=SC2086 # peer_envs holds separate env options
+            pout=$(env ${peer_envs[$p]} "$PY" "${peer[@]}") || continue
+            echo "$pout"
+            [ "$name" != bench_vgg ] || vgg_lines+=("$(printf '%s\n' "$pout" | grep ' ms/img')")
+            pres[$p]+="$(printf '%s\n' "$pout" | result_of)"$'\n'
+            prss[$p]=$(printf '%s\n' "$pout" | rss_of)
+        done
+    done
+    res=$(printf '%s' "$res" | median_result)
+    if [ -n "$inpeer" ]; then rows+=("$name|$res|$inpeer||"); return; fi
+    if [ ! -f "${peer[0]}" ]; then rows+=("$name|$res|||$rss|"); return; fi
     if [ "$have_torch" = 0 ]; then
         echo "PyTorch not installed; skipping peer (${peer[*]} needs python3-torch: scripts/install-deps.sh --peer)"
         rows+=("$name|$res|not installed||$rss|")
         return
     fi
-    local label="PyTorch" pout
-    [ "$openblas_env" = 1 ] && label="PyTorch (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset})"
-    echo "== ${peer[*]} ($label)"
-    pout=$("$PY" "${peer[@]}") && echo "$pout" && { [ "$name" != bench_vgg ] || vgg_lines+=("$(printf '%s\n' "$pout" | grep ' ms/img')"); } &&
-        rows+=("$name|$res|$label|$(printf '%s\n' "$pout" | result_of)|$rss|$(printf '%s\n' "$pout" | rss_of)")
-    if [ "$openblas_env" = 1 ]; then
-        label="PyTorch (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset)"
-        echo "== ${peer[*]} ($label)"
-        pout=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" "${peer[@]}") && echo "$pout" &&
-            rows+=("$name|$res|$label|$(printf '%s\n' "$pout" | result_of)|$rss|$(printf '%s\n' "$pout" | rss_of)")
-    fi
+    for p in "${!labels[@]}"; do
+        [ -n "${pres[$p]:-}" ] || continue
+        rows+=("$name|$res|${labels[$p]}$([ "$reps" -gt 1 ] && echo ", median of $reps")|$(printf '%s' "${pres[$p]}" | median_result)|$rss|${prss[$p]}")
+    done
 }
 
 for bin in "$BUILD"/bench/*; do
@@ -94,7 +126,7 @@ echo
 ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else print "-" }'; }
 
 echo "== nabla beside its peers ($(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'))"
-printf '%-16s %-18s %-52s %-18s %-10s | %-26s %s\n' benchmark nabla peer "peer result" nabla/peer \
+printf '%-16s %-18s %-64s %-18s %-10s | %-26s %s\n' benchmark nabla peer "peer result" nabla/peer \
     "peak RSS MiB (nabla/peer)" "RSS nabla/peer"
 for r in "${rows[@]}"; do
     IFS='|' read -r name res label pres nrss prss <<<"$r"
@@ -104,7 +136,7 @@ for r in "${rows[@]}"; do
     if [ -n "$pres" ] && [ "$nu" = "$pu" ]; then ratio=$(ratio_of "$nv" "$pv"); fi
     mem="-" mratio="-"
     if [ -n "$nrss" ]; then mem="$nrss / ${prss:--}" mratio=$(ratio_of "$nrss" "$prss"); fi
-    printf '%-16s %-18s %-52s %-18s %-10s | %-26s %s\n' "$name" "$res" "$label" "${pres:--}" "$ratio" \
+    printf '%-16s %-18s %-64s %-18s %-10s | %-26s %s\n' "$name" "$res" "$label" "${pres:--}" "$ratio" \
         "$mem" "$mratio"
 done
 if [ ${#vgg_lines[@]} -gt 0 ]; then
