@@ -105,3 +105,91 @@ int gc_batch_norm_relu_max_pool(nb_ctx *ctx, int v, gc_case *c)
     default: return 0;
     }
 }
+
+/* ---- with the one-channel convolution in front ------------------------------------
+ * The images are a shuffled ramp (no gradient); the 3x3 kernels are 1 at the
+ * centre and +-0.001 elsewhere, so each channel of the convolution's output
+ * is the ramp moved by at most 0.03: still clear of the relu's zero and of
+ * ties, also with the checker's step (eps 2e-3 here). */
+
+/* iarg[0] training, iarg[1] conv bias, iarg[2] batch-norm weight, iarg[3]
+ * batch-norm bias, iarg[4] padding. */
+static nb_tensor *f_conv_fused(nb_ctx *ctx, gc_case *c)
+{
+    float rm[16], rv[16];
+    running(16, rm, rv);
+    int k = 1;
+    nb_tensor *x = c->in[0], *cw = c->in[k++];
+    nb_tensor *cb = c->iarg[1] ? c->in[k++] : NULL;
+    nb_tensor *w = c->iarg[2] ? c->in[k++] : NULL;
+    nb_tensor *b = c->iarg[3] ? c->in[k++] : NULL;
+    nb_conv2d_opts co = {{1, 1}, {c->iarg[4], c->iarg[4]}, {1, 1}, 1};
+    nb__cd_geom cd;
+    const int grad = nb_set_grad_enabled(ctx, 0);
+    nb_tensor *y1 = nb_conv2d(ctx, x, cw, cb, &co);
+    nb_set_grad_enabled(ctx, grad);
+    if (!nb__conv_direct_geometry(x, cw, cb, &co, &cd)) /* no AVX-512: the unfused ops (a vacuous check) */
+        return nb__batch_norm_relu_max_pool(ctx, nb_conv2d(ctx, x, cw, cb, &co), w, b, rm, rv, c->iarg[0], 0.1f,
+                                            EPS);
+    return nb__conv_batch_norm_relu_max_pool(ctx, x, cw, cb, &co, y1, w, b, rm, rv, c->iarg[0], 0.1f, EPS);
+}
+
+static int conv_fused_case(nb_ctx *ctx, gc_case *c, const char *label, int training, int has_cb, int has_w,
+                           int has_b, int pad, const int64_t *shape, int64_t O)
+{
+    c->label = label;
+    c->fn = f_conv_fused;
+    c->eps = 2e-3f;
+    c->iarg[0] = training;
+    c->iarg[1] = has_cb;
+    c->iarg[2] = has_w;
+    c->iarg[3] = has_b;
+    c->iarg[4] = pad;
+    c->nin = 0;
+    nb_tensor *x = ramp_leaf(ctx, 0, shape);
+    if (!x) return 0;
+    nb_requires_grad(x, 0);
+    c->in[c->nin++] = x;
+    nb_tensor *cw = nb_tensor_new(ctx, 4, (int64_t[]){O, 1, 3, 3});
+    if (!cw) return 0;
+    for (int64_t i = 0; i < O * 9; i++) cw->data[i] = i % 9 == 4 ? 1.0f : 0.001f * (float)((i * 7 % 3) - 1);
+    c->in[c->nin++] = nb_requires_grad(cw, 1);
+    if (has_cb) {
+        nb_tensor *cb = nb_tensor_new(ctx, 1, &O);
+        if (!cb) return 0;
+        for (int64_t o = 0; o < O; o++) cb->data[o] = 0.01f * (float)(o - 1); /* moves the mean, not the spacing */
+        c->in[c->nin++] = nb_requires_grad(cb, 1);
+    }
+    /* the batch norm's parameters as fused_case puts them: gamma 0.8, 1.0,
+     * 1.2, ..., the relu's zero half a step from any value */
+    const int64_t n = shape[0] * shape[2] * shape[3];
+    double var = 0;
+    for (int64_t k = 0; k < n; k++) var += pow(0.1 * ((double)k - (double)(n - 1) / 2), 2) / (double)n;
+    float rm[16], rv[16];
+    running(16, rm, rv);
+    nb_tensor *w = has_w ? nb_tensor_new(ctx, 1, &O) : NULL;
+    nb_tensor *b = has_b ? nb_tensor_new(ctx, 1, &O) : NULL;
+    if ((has_w && !w) || (has_b && !b)) return 0;
+    for (int64_t ch = 0; ch < O; ch++) {
+        float gamma = 0.8f + 0.2f * (float)(ch % 3);
+        if (w) w->data[ch] = gamma;
+        double invstd = 1.0 / sqrt((training ? var : (double)rv[ch]) + (double)EPS);
+        if (b) b->data[ch] = training ? (float)(-0.1 * (double)(ch % 3 - 1) * (w ? gamma : 1.0f) * invstd) : 0.0f;
+    }
+    if (w) c->in[c->nin++] = nb_requires_grad(w, 1);
+    if (b) c->in[c->nin++] = nb_requires_grad(b, 1);
+    return 1;
+}
+
+int gc_conv_batch_norm_relu_max_pool(nb_ctx *ctx, int v, gc_case *c)
+{
+    switch (v) {
+    case 0: return conv_fused_case(ctx, c, "train (2,1,6,6) pad 1, 3 channels, conv bias, bn weight", 1, 1, 1, 0, 1,
+                                   (int64_t[]){2, 1, 6, 6}, 3);
+    case 1: return conv_fused_case(ctx, c, "train (2,1,7,9) pad 0 (odd 5x7 output), bn affine", 1, 0, 1, 1, 0,
+                                   (int64_t[]){2, 1, 7, 9}, 2);
+    case 2: return conv_fused_case(ctx, c, "eval (1,1,6,8) pad 1, conv bias, bn bias", 0, 1, 0, 1, 1,
+                                   (int64_t[]){1, 1, 6, 8}, 3);
+    default: return 0;
+    }
+}

@@ -94,12 +94,14 @@ static nb_status fake_sum(void *user, double *v, int64_t n, int phase)
 
 /* One BatchNorm in training mode and its backward for the loss sum(y * r):
  * kind 0 an (N, C) input, 1 (N, C, 4, 5), 2 the fused BatchNorm, ReLU and
- * 2x2 max-pool of (N, C, 4, 4). n rows of x (and of r, by output rows) from
- * row `first`; results to y, dx, dw, db (rows from `first` too), rm, rv. */
+ * 2x2 max-pool of (N, C, 4, 4), 3 the same after a 3x3 convolution (padding
+ * 1) of (N, 1, 4, 4) images, fused too (its weight gradient in dcw, no dx).
+ * n rows of x (and of r, by output rows) from row `first`; results to y,
+ * dx, dw, db (rows from `first` too), rm, rv. */
 typedef struct {
     int kind, n, first;
     const float *x, *r;
-    float *y, *dx, dw[SB_C], db[SB_C], rm[SB_C], rv[SB_C];
+    float *y, *dx, dw[SB_C], db[SB_C], rm[SB_C], rv[SB_C], dcw[SB_C * 9];
     const nb__bn_sync *hook;
     nb_status status;
 } sb_run;
@@ -108,23 +110,36 @@ static void *run_bn(void *arg)
 {
     sb_run *a = arg;
     const nb__bn_sync *old = nb__bn_set_sync(a->hook);
-    const int64_t in_row = a->kind == 0 ? SB_C : SB_C * (a->kind == 1 ? 20 : 16);
-    const int64_t out_row = a->kind == 2 ? SB_C * 4 : in_row;
-    int64_t shape[4] = {a->n, SB_C, 4, a->kind == 1 ? 5 : 4};
+    const int64_t in_row = a->kind == 0 ? SB_C : a->kind == 3 ? 16 : SB_C * (a->kind == 1 ? 20 : 16);
+    const int64_t out_row = a->kind >= 2 ? SB_C * 4 : in_row;
+    int64_t shape[4] = {a->n, a->kind == 3 ? 1 : SB_C, 4, a->kind == 1 ? 5 : 4};
     const float wb[2][SB_C] = {{1.5f, 0.5f, -1.0f}, {0.1f, -0.2f, 0.3f}};
     nb_ctx *ctx = nb_ctx_new(1);
-    nb_tensor *x = nb_requires_grad(nb_tensor_from(ctx, a->kind ? 4 : 2, shape, a->x + a->first * in_row), 1);
+    nb_tensor *x = nb_requires_grad(nb_tensor_from(ctx, a->kind ? 4 : 2, shape, a->x + a->first * in_row), a->kind != 3);
+    float cwv[SB_C * 9];
+    for (int k = 0; k < SB_C * 9; k++) cwv[k] = 0.3f * (float)(k % 5) - 0.5f;
+    nb_tensor *cw = nb_requires_grad(nb_tensor_from(ctx, 4, (int64_t[]){SB_C, 1, 3, 3}, cwv), 1);
+    const nb_conv2d_opts co = {{1, 1}, {1, 1}, {1, 1}, 1};
     nb_tensor *w = nb_requires_grad(nb_tensor_from(ctx, 1, (int64_t[]){SB_C}, wb[0]), 1);
     nb_tensor *b = nb_requires_grad(nb_tensor_from(ctx, 1, (int64_t[]){SB_C}, wb[1]), 1);
     for (int c = 0; c < SB_C; c++) a->rm[c] = 0, a->rv[c] = 1;
-    nb_tensor *y = a->kind == 2 ? nb__batch_norm_relu_max_pool(ctx, x, w, b, a->rm, a->rv, 1, 0.1f, 1e-5f)
-                                : nb_batch_norm(ctx, x, w, b, a->rm, a->rv, 1, 0.1f, 1e-5f);
+    nb_tensor *y;
+    if (a->kind == 3) {
+        nb_set_grad_enabled(ctx, 0);
+        nb_tensor *y1 = nb_conv2d(ctx, x, cw, NULL, &co);
+        nb_set_grad_enabled(ctx, 1);
+        y = nb__conv_batch_norm_relu_max_pool(ctx, x, cw, NULL, &co, y1, w, b, a->rm, a->rv, 1, 0.1f, 1e-5f);
+    } else {
+        y = a->kind == 2 ? nb__batch_norm_relu_max_pool(ctx, x, w, b, a->rm, a->rv, 1, 0.1f, 1e-5f)
+                         : nb_batch_norm(ctx, x, w, b, a->rm, a->rv, 1, 0.1f, 1e-5f);
+    }
     nb_tensor *r = y ? nb_tensor_from(ctx, y->ndim, y->shape, a->r + a->first * out_row) : NULL;
     nb_tensor *loss = nb_sum(ctx, nb_mul(ctx, y, r), NULL, 0, 0);
     a->status = loss ? nb_backward(ctx, loss) : (nb_ctx_status(ctx) ? nb_ctx_status(ctx) : NB_ERR_STATE);
     if (!a->status) {
         memcpy(a->y + a->first * out_row, y->data, (size_t)(a->n * out_row) * sizeof(float));
-        memcpy(a->dx + a->first * in_row, x->grad, (size_t)(a->n * in_row) * sizeof(float));
+        if (a->kind == 3) memcpy(a->dcw, cw->grad, sizeof a->dcw);
+        else memcpy(a->dx + a->first * in_row, x->grad, (size_t)(a->n * in_row) * sizeof(float));
         memcpy(a->dw, w->grad, sizeof a->dw);
         memcpy(a->db, b->grad, sizeof a->db);
     }
@@ -152,9 +167,10 @@ TEST(dist_sync_batchnorm_hook_equals_whole_batch)
     nb_rng g;
     nb_rng_seed(&g, 11);
     for (int i = 0; i < SB_N * MAXROW; i++) x[i] = 3.0f + 2.0f * nb_rng_normal(&g), r[i] = nb_rng_normal(&g);
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
+        if (kind == 3 && !__builtin_cpu_supports("avx512f")) continue; /* the fused conv needs its kernels */
         float y1[SB_N * MAXROW], dx1[SB_N * MAXROW], y2[SB_N * MAXROW], dx2[SB_N * MAXROW];
-        sb_run whole = {kind, SB_N, 0, x, r, y1, dx1, {0}, {0}, {0}, {0}, NULL, NB_OK};
+        sb_run whole = {kind, SB_N, 0, x, r, y1, dx1, {0}, {0}, {0}, {0}, {0}, NULL, NB_OK};
         run_bn(&whole);
         CHECK_MSG(whole.status == NB_OK, "kind %d: %s", kind, nb_last_error());
         fake_job job;
@@ -164,17 +180,19 @@ TEST(dist_sync_batchnorm_hook_equals_whole_batch)
         sb_run half[2];
         pthread_t th[2];
         for (int k = 0; k < 2; k++) {
-            half[k] = (sb_run){kind, SB_N / 2, k * SB_N / 2, x, r, y2, dx2, {0}, {0}, {0}, {0}, &hooks[k], NB_OK};
+            half[k] = (sb_run){kind, SB_N / 2, k * SB_N / 2, x, r, y2, dx2, {0}, {0}, {0}, {0}, {0}, &hooks[k], NB_OK};
             pthread_create(&th[k], NULL, run_bn, &half[k]);
         }
         for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
         pthread_barrier_destroy(&job.bar);
         CHECK_MSG(half[0].status == NB_OK && half[1].status == NB_OK, "kind %d: a half failed", kind);
-        const int64_t in_n = SB_N * (kind == 0 ? SB_C : SB_C * (kind == 1 ? 20 : 16));
-        const int64_t out_n = kind == 2 ? SB_N * SB_C * 4 : in_n;
-        float dw[SB_C], db[SB_C];
+        const int64_t in_n = kind == 3 ? 0 : SB_N * (kind == 0 ? SB_C : SB_C * (kind == 1 ? 20 : 16));
+        const int64_t out_n = kind >= 2 ? SB_N * SB_C * 4 : in_n;
+        float dw[SB_C], db[SB_C], dcw[SB_C * 9];
         for (int c = 0; c < SB_C; c++) dw[c] = half[0].dw[c] + half[1].dw[c], db[c] = half[0].db[c] + half[1].db[c];
+        for (int k = 0; k < SB_C * 9; k++) dcw[k] = half[0].dcw[k] + half[1].dcw[k];
         double worst = fmax(rel_diff(y2, y1, out_n), rel_diff(dx2, dx1, in_n));
+        if (kind == 3) worst = fmax(worst, rel_diff(dcw, whole.dcw, SB_C * 9));
         worst = fmax(worst, fmax(rel_diff(dw, whole.dw, SB_C), rel_diff(db, whole.db, SB_C)));
         for (int k = 0; k < 2; k++)
             worst = fmax(worst, fmax(rel_diff(half[k].rm, whole.rm, SB_C), rel_diff(half[k].rv, whole.rv, SB_C)));

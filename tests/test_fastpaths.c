@@ -2,7 +2,8 @@
  *  - the fused batch_norm -> relu -> max_pool2d(2) op against the three ops
  *    (output and running statistics bit for bit, gradients to rounding), its
  *    AVX-512 kernels against its portable ones (bit for bit), and
- *    Sequential's use of it against running the layers one by one;
+ *    Sequential's use of it against running the layers one by one; the same
+ *    with a one-channel Conv2d in front (the first block of the CNN);
  *  - gradients written into fresh buffers (autograd's writes_fresh) against
  *    the accumulating path: a leaf that already holds a gradient gets the
  *    same gradient added, for every case of the gradient checks of those ops;
@@ -220,6 +221,126 @@ TEST(sequential_fuses_bn_relu_pool)
     nb_tensor *y2 = nb_model_forward(m2, ctx, x);
     CHECK(y2 && y2->node && y2->node->op == NB__OP_MAX_POOL2D && y2->shape[2] == 2 && y2->shape[3] == 3);
     nb_model_free(m2);
+    nb_model_free(m);
+    nb_ctx_free(ctx);
+}
+
+/* ---- the fused first block: conv2d of one-channel images, then the op above ----- */
+
+/* A Sequential Conv2d(1, O, 3, padding 1), BatchNorm2d, ReLU, MaxPool2d(2):
+ * forward and backward (loss = sum(y * R)) of images x, run as the model
+ * runs it (fused when x needs no gradient) or layer by layer; the output,
+ * the running statistics and every gradient into *o (the conv's weight
+ * gradient in dx, the batch norm's in dw and db). */
+static int block_run(int fused, int training, int64_t N, int64_t O, int64_t H, int64_t W, fused_out *o, int *op)
+{
+    memset(o, 0, sizeof *o);
+    nb_ctx *ctx = nb_ctx_new(7);
+    nb_model *m = nb_model_new("b", "");
+    nb_rng rng;
+    nb_rng_seed(&rng, 11);
+    int ok = 0;
+    if (!ctx || !m) goto done;
+    nb_module *seq = nb_nn_sequential(m);
+    m->root = seq;
+    nb_conv2d_opts co = {{1, 1}, {1, 1}, {1, 1}, 1};
+    nb_pool2d_opts p2 = {.kernel = {2, 2}};
+    if (nb_sequential_add(seq, nb_nn_conv2d(m, &rng, 1, (int)O, 3, 3, &co, 1)) ||
+        nb_sequential_add(seq, nb_nn_batch_norm2d(m, (int)O, 1e-5f, 0.1f, 1)) ||
+        nb_sequential_add(seq, nb_nn_relu(m)) || nb_sequential_add(seq, nb_nn_max_pool2d(m, &p2)))
+        goto done;
+    nb_tensor *bw = nb_model_param(m, seq->children[1]->params[0]); /* weight, bias: not 1, 0 */
+    nb_tensor *bb = nb_model_param(m, seq->children[1]->params[1]);
+    for (int64_t c = 0; c < O; c++) bw->data[c] = 0.7f + 0.05f * (float)c, bb->data[c] = 0.1f - 0.02f * (float)c;
+    nb_model_train(m, training);
+    nb_tensor *x = filled(ctx, 4, (int64_t[]){N, 1, H, W}, 1.0f, 0.3f);
+    if (!x) goto done;
+    nb_tensor *y;
+    if (fused) {
+        y = nb_model_forward(m, ctx, x);
+    } else {
+        y = x;
+        for (int i = 0; i < seq->nchildren && y; i++) y = seq->children[i]->vt->forward(seq->children[i], ctx, y);
+    }
+    if (!y) goto done;
+    *op = y->node ? y->node->op : -1;
+    nb_tensor *r = filled(ctx, y->ndim, y->shape, 1.0f, 0.0f);
+    nb_tensor *loss = nb_sum(ctx, nb_mul(ctx, y, r), NULL, 0, 0);
+    if (!loss || nb_backward(ctx, loss) != NB_OK) goto done;
+    nb_tensor *cw = nb_model_param(m, seq->children[0]->params[0]);
+    o->ny = nb_tensor_numel(y);
+    o->nx = O * 9;
+    o->y = copy_of(y->data, o->ny);
+    o->dx = copy_of(cw->grad, o->nx);
+    o->db = copy_of(nb_model_param(m, seq->children[0]->params[1])->grad, O); /* the conv's bias */
+    o->dw = copy_of(bw->grad, O);
+    float *rm = nb_model_param(m, (int)seq->children[1]->i[3])->data;
+    float *rv = nb_model_param(m, (int)seq->children[1]->i[4])->data;
+    o->rm = copy_of(rm, O);
+    o->rv = copy_of(rv, O);
+    ok = o->y && o->dx && o->db && o->dw && o->rm && o->rv;
+done:
+    nb_model_free(m);
+    nb_ctx_free(ctx);
+    return ok;
+}
+
+/* The block of the notes' CNN (and odd sizes, a lone last channel) gives
+ * the layers' output and running statistics bit for bit and their
+ * gradients to rounding; evaluation too. */
+TEST(sequential_fuses_conv_bn_relu_pool)
+{
+    static const int64_t cfg[][5] = {{8, 32, 28, 28, 1}, {3, 5, 9, 7, 1}, {2, 3, 6, 10, 0}};
+    for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
+        fused_out a, b;
+        int opa = -1, opb = -1;
+        int ok = block_run(1, (int)cfg[i][4], cfg[i][0], cfg[i][1], cfg[i][2], cfg[i][3], &a, &opa) &&
+                 block_run(0, (int)cfg[i][4], cfg[i][0], cfg[i][1], cfg[i][2], cfg[i][3], &b, &opb);
+        CHECK_MSG(ok, "config %zu: run failed: %s", i, nb_last_error());
+        CHECK_MSG(opa == NB__OP_CONV_BATCH_NORM_RELU_MAX_POOL && opb == NB__OP_MAX_POOL2D,
+                  "config %zu: ops %d and %d", i, opa, opb);
+        int64_t d = first_diff(a.y, b.y, a.ny), wi = 0;
+        CHECK_MSG(d < 0, "config %zu: output %lld differs: %.9g vs %.9g", i, (long long)d, a.y[d], b.y[d]);
+        const int64_t O = cfg[i][1];
+        CHECK_MSG(first_diff(a.rm, b.rm, O) < 0 && first_diff(a.rv, b.rv, O) < 0,
+                  "config %zu: running statistics differ", i);
+        CHECK_MSG(close_all(a.dx, b.dx, a.nx, 1e-5, 0, &wi), "config %zu: conv weight grad[%lld] %.9g vs %.9g", i,
+                  (long long)wi, a.dx[wi], b.dx[wi]);
+        /* in training the conv's bias gradient is 0 but for rounding (the batch
+         * norm removes the mean): a sum of N*H*W terms of either sign */
+        CHECK_MSG(close_all(a.db, b.db, O, 1e-5, 5e-4, &wi), "config %zu: conv bias grad[%lld] %.9g vs %.9g", i,
+                  (long long)wi, a.db[wi], b.db[wi]);
+        CHECK_MSG(close_all(a.dw, b.dw, O, 1e-5, 1e-6, &wi), "config %zu: bn weight grad[%lld] %.9g vs %.9g", i,
+                  (long long)wi, a.dw[wi], b.dw[wi]);
+        fused_free(&a);
+        fused_free(&b);
+    }
+}
+
+/* Images that need a gradient (a GAN's generated ones, say) keep the
+ * layers: the fused op gives none to its input. */
+TEST(sequential_keeps_conv_when_input_needs_grad)
+{
+    nb_ctx *ctx = nb_ctx_new(5);
+    nb_model *m = nb_model_new("g", "");
+    nb_rng rng;
+    nb_rng_seed(&rng, 3);
+    CHECK(ctx && m);
+    nb_module *seq = nb_nn_sequential(m);
+    m->root = seq;
+    nb_conv2d_opts co = {{1, 1}, {1, 1}, {1, 1}, 1};
+    nb_pool2d_opts p2 = {.kernel = {2, 2}};
+    CHECK_OK(nb_sequential_add(seq, nb_nn_conv2d(m, &rng, 1, 4, 3, 3, &co, 1)));
+    CHECK_OK(nb_sequential_add(seq, nb_nn_batch_norm2d(m, 4, 1e-5f, 0.1f, 1)));
+    CHECK_OK(nb_sequential_add(seq, nb_nn_relu(m)));
+    CHECK_OK(nb_sequential_add(seq, nb_nn_max_pool2d(m, &p2)));
+    nb_tensor *x = filled(ctx, 4, (int64_t[]){2, 1, 8, 8}, 1.0f, 0.0f);
+    CHECK(x);
+    nb_requires_grad(x, 1);
+    nb_tensor *y = nb_model_forward(m, ctx, x);
+    CHECK(y && y->node && y->node->op == NB__OP_BATCH_NORM_RELU_MAX_POOL);
+    CHECK_OK(nb_backward(ctx, nb_sum(ctx, y, NULL, 0, 0)));
+    CHECK(x->grad != NULL);
     nb_model_free(m);
     nb_ctx_free(ctx);
 }

@@ -122,6 +122,13 @@ nb_module *nb_nn_leaky_relu(nb_model *m, float negative_slope);
 nb_module *nb_nn_softmax(nb_model *m, int axis);
 nb_module *nb_nn_log_softmax(nb_model *m, int axis);
 nb_module *nb_nn_flatten(nb_model *m, int start_dim);  /* torch default 1 */
+/* torch.nn.Sequential: children in order. Two runs of children are computed
+ * as one op each, faster, with the same output and running statistics bit
+ * for bit and the same gradients up to rounding: BatchNorm2d, ReLU,
+ * MaxPool2d(2) (kernel 2, stride 2, no padding); and Conv2d, BatchNorm2d,
+ * ReLU, MaxPool2d(2) on one-channel images that need no gradient (stride 1,
+ * dilation 1, up to 5x5, on CPUs with AVX-512), whose backward never forms
+ * the gradient of the convolution's output. */
 nb_module *nb_nn_sequential(nb_model *m);
 /* torch.nn.MaxPool2d / AvgPool2d (opts as nb_max_pool2d / nb_avg_pool2d,
  * copied; stride 0 = kernel), AdaptiveAvgPool2d, Dropout (train/eval from

@@ -106,23 +106,52 @@ static nb_module *batch_norm(nb_model *m, int dims, int c, float eps, float mome
     return mod;
 }
 
+/* Whether mods[0..2] (of n) are BatchNorm2d, ReLU, MaxPool2d(2) that the
+ * fused op computes for an input of `shape` (N, C, H, W). */
+static int bn_relu_pool_run(nb_module *const *mods, int n, const int64_t *shape)
+{
+    nb_pool2d_opts o;
+    if (n < 3 || mods[0]->vt != &bn2_vt || !nb__nn_is_relu(mods[1]) || !nb__nn_max_pool_opts(mods[2], &o)) return 0;
+    for (int d = 0; d < 2; d++)
+        if (o.kernel[d] != 2 || o.stride[d] != 2 || o.padding[d] != 0 || o.dilation[d] != 1) return 0;
+    /* anything else the layers report themselves, one at a time */
+    return !o.ceil_mode && shape[1] == mods[0]->i[0] && shape[2] >= 2 && shape[3] >= 2;
+}
+
 nb_tensor *nb__nn_bn_relu_pool_forward(nb_module *const *mods, int n, nb_ctx *ctx, nb_tensor *x, int *used)
 {
     *used = 0;
-    nb_pool2d_opts o;
-    if (n < 3 || mods[0]->vt != &bn2_vt || !nb__nn_is_relu(mods[1]) || !nb__nn_max_pool_opts(mods[2], &o))
-        return NULL;
-    for (int d = 0; d < 2; d++)
-        if (o.kernel[d] != 2 || o.stride[d] != 2 || o.padding[d] != 0 || o.dilation[d] != 1) return NULL;
-    /* anything else the layers report themselves, one at a time */
-    if (o.ceil_mode || x->ndim != 4 || x->shape[1] != mods[0]->i[0] || x->shape[2] < 2 || x->shape[3] < 2)
-        return NULL;
+    if (x->ndim != 4 || !bn_relu_pool_run(mods, n, x->shape)) return NULL;
     *used = 3;
     bn_args a;
     if (!bn_prepare(mods[0], ctx, x, &a)) return NULL;
     const int training = mods[0]->model->training;
     nb_tensor *y =
         nb__batch_norm_relu_max_pool(ctx, x, a.w, a.b, a.rm, a.rv, training, a.momentum, mods[0]->f[0]);
+    if (y && training) a.tracked[0] = a.count;
+    return y;
+}
+
+nb_tensor *nb__nn_conv_bn_relu_pool_forward(nb_module *const *mods, int n, nb_ctx *ctx, nb_tensor *x, int *used)
+{
+    *used = 0;
+    nb_tensor *cw, *cb;
+    nb_conv2d_opts co;
+    nb__cd_geom cd;
+    if (!ctx || n < 4 || x->requires_grad || !nb__nn_conv2d_args(mods[0], &cw, &cb, &co) ||
+        !nb__conv_direct_geometry(x, cw, cb, &co, &cd) ||
+        !bn_relu_pool_run(mods + 1, n - 1, (int64_t[]){x->shape[0], cd.O, cd.OH, cd.OW}))
+        return NULL;
+    *used = 4;
+    /* the convolution's output, not recorded: the fused op's node stands for it */
+    const int grad = nb_set_grad_enabled(ctx, 0);
+    nb_tensor *y1 = nb_conv2d(ctx, x, cw, cb, &co);
+    nb_set_grad_enabled(ctx, grad);
+    bn_args a;
+    if (!y1 || !bn_prepare(mods[1], ctx, y1, &a)) return NULL;
+    const int training = mods[1]->model->training;
+    nb_tensor *y = nb__conv_batch_norm_relu_max_pool(ctx, x, cw, cb, &co, y1, a.w, a.b, a.rm, a.rv, training,
+                                                     a.momentum, mods[1]->f[0]);
     if (y && training) a.tracked[0] = a.count;
     return y;
 }

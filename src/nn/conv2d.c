@@ -1,5 +1,6 @@
 /* torch.nn.Conv2d: y = conv2d(x, W, b) with W (out, in/groups, kh, kw), b (out). */
 #include "../core/internal.h"
+#include "fuse.h"
 #include "slots.h"
 #include <math.h>
 #include <stdio.h>
@@ -7,6 +8,8 @@
 /* Settings live in the module's integer slots, two 32-bit values per slot:
  * i[0] in | groups, i[1] out, i[2] weight index, i[3] bias index or -1,
  * i[4] kernel, i[5] stride, i[6] padding, i[7] dilation (each h | w). */
+
+static const nb_module_vt conv2d_vt;
 
 static nb_conv2d_opts conv_opts(const nb_module *m)
 {
@@ -21,6 +24,15 @@ static nb_tensor *conv2d_forward(nb_module *m, nb_ctx *ctx, nb_tensor *x)
     nb_tensor *b = m->i[3] >= 0 ? nb_model_param(m->model, (int)m->i[3]) : NULL;
     nb_conv2d_opts o = conv_opts(m);
     return nb_conv2d(ctx, x, w, b, &o);
+}
+
+int nb__nn_conv2d_args(const nb_module *m, nb_tensor **w, nb_tensor **b, nb_conv2d_opts *o)
+{
+    if (m->vt != &conv2d_vt) return 0;
+    *w = nb_model_param(m->model, (int)m->i[2]);
+    *b = m->i[3] >= 0 ? nb_model_param(m->model, (int)m->i[3]) : NULL;
+    *o = conv_opts(m);
+    return 1;
 }
 
 /* torch's Conv2d.extra_repr: padding, dilation, groups and bias only when

@@ -15,4 +15,12 @@ int nb__nn_max_pool_opts(const nb_module *m, nb_pool2d_opts *o);
  * too, so every layer is seen on its own). */
 nb_tensor *nb__nn_bn_relu_pool_forward(nb_module *const *mods, int n, nb_ctx *ctx, nb_tensor *x, int *used);
 
+/* Whether m is a Conv2d module (conv2d.c): its weight, bias (NULL when it
+ * has none) and options. */
+int nb__nn_conv2d_args(const nb_module *m, nb_tensor **w, nb_tensor **b, nb_conv2d_opts *o);
+/* Conv2d over one-channel images that need no gradient (computed by the
+ * direct kernels), then the run above, at mods[0..3]: as one op
+ * (batchnorm.c), *used 4; or *used 0. */
+nb_tensor *nb__nn_conv_bn_relu_pool_forward(nb_module *const *mods, int n, nb_ctx *ctx, nb_tensor *x, int *used);
+
 #endif

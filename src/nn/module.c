@@ -55,7 +55,8 @@ static nb_tensor *seq_forward(nb_module *m, nb_ctx *ctx, nb_tensor *x)
 {
     for (int i = 0; i < m->nchildren && x;) {
         int used = 0;
-        nb_tensor *y = nb__nn_bn_relu_pool_forward(m->children + i, m->nchildren - i, ctx, x, &used);
+        nb_tensor *y = nb__nn_conv_bn_relu_pool_forward(m->children + i, m->nchildren - i, ctx, x, &used);
+        if (!used) y = nb__nn_bn_relu_pool_forward(m->children + i, m->nchildren - i, ctx, x, &used);
         if (used) {
             x = y;
             i += used;

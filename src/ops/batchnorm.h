@@ -6,6 +6,7 @@
 #define NABLA_OPS_BATCHNORM_H
 #include "../core/internal.h"
 #include "prefetch.h"
+#include "../kernels/conv_direct.h"
 
 /* Channel c, N planes of S floats, the first at x and each `stride` floats
  * after the previous (C*S in an (N, C, S) tensor): training: mean (as float
@@ -55,6 +56,24 @@ nb_status nb__bn_sync_stats(const nb__bn_sync *h, nb_arena *ar, const float *x, 
 nb_tensor *nb__batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias,
                                         float *running_mean, float *running_var, int training, float momentum,
                                         float eps);
+
+/* Whether conv2d(x, w, b, opts) runs on the direct kernels of one-channel
+ * images (src/ops/conv.c): their geometry into *cd, or NULL (nothing
+ * recorded: nb_conv2d itself reports what is wrong with the arguments). */
+const nb__conv_direct_kernels *nb__conv_direct_geometry(const nb_tensor *x, const nb_tensor *w, const nb_tensor *b,
+                                                       const nb_conv2d_opts *opts, nb__cd_geom *cd);
+
+/* The same op with the one-channel convolution in front:
+ * max_pool2d(relu(batch_norm(conv2d(x, cw, cb, co), ...))) for images x that
+ * need no gradient and a convolution nb__conv_direct_geometry accepts. y1 is
+ * that convolution's output, computed by the caller without recording it
+ * (nb_conv2d with autograd off); the op records one node for the whole
+ * block, whose backward gives cw and cb their gradients without forming
+ * y1's (see bn_relu_pool.c). */
+nb_tensor *nb__conv_batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *cw, nb_tensor *cb,
+                                             const nb_conv2d_opts *co, nb_tensor *y1, nb_tensor *weight,
+                                             nb_tensor *bias, float *running_mean, float *running_var,
+                                             int training, float momentum, float eps);
 
 /* Test hook: 0 runs the fused op on its portable plane kernels, 1 allows
  * AVX-512; returns the previous setting. */

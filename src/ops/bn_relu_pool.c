@@ -23,11 +23,13 @@
  * the non-positive case copies from the window's first relu. The gradients
  * agree to rounding (the sums are grouped differently).
  *
- * Measured and not kept: the one-channel conv2d in front fused in as well
- * (each channel's conv output recomputed in a buffer in cache, in forward
- * and again in backward, instead of stored): 3-18% slower on the CNN's first
- * block with 1 and 2 threads; that tensor (6.4 MB) stays in this machine's
- * last-level cache, so its trips cost less than the recomputation. */
+ * With a one-channel convolution in front (the first block of an image
+ * model), its weight gradient is taken here too, from dx in cache: see the
+ * last section. Measured and not kept: that convolution's output
+ * recomputed per channel in a buffer in cache, in forward and again in
+ * backward, instead of stored: 3-18% slower on the CNN's first block with 1
+ * and 2 threads; that tensor (6.4 MB) stays in this machine's last-level
+ * cache, so its trips cost less than the recomputation. */
 #include "batchnorm.h"
 #include "../kernels/bn_pool.h"
 #include <math.h>
@@ -195,13 +197,11 @@ static void bp_forward_channels(void *ctx, int64_t lo, int64_t hi, int part)
     }
 }
 
-nb_tensor *nb__batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias,
-                                        float *running_mean, float *running_var, int training, float momentum,
-                                        float eps)
+/* The forward of both ops: the output, and in *sp what backward needs
+ * (the winners only when `want`). NULL on failure (recorded in ctx). */
+static nb_tensor *bp_forward(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, float *running_mean,
+                             float *running_var, int training, float momentum, float eps, int want, bp_saved **sp)
 {
-    if (!x) return NULL;
-    if (!ctx) return nb__op_fail(ctx, NB_ERR_ARG, "batch_norm_relu_max_pool: context is NULL");
-    if (!check_args(ctx, x, weight, bias, running_mean, running_var, training, eps)) return NULL;
     const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     const int64_t OH = H / 2, OW = W / 2, S = H * W, OS = OH * OW;
     nb_tensor *out = nb_tensor_new(ctx, 4, (int64_t[]){N, C, OH, OW});
@@ -209,8 +209,6 @@ nb_tensor *nb__batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *we
     bp_saved *s = nb_arena_alloc(ar, sizeof *s);
     float *stats = nb_arena_alloc(ar, (size_t)(2 * C) * sizeof(float));
     double *meand = nb_arena_alloc(ar, (size_t)C * sizeof(double));
-    const int want = nb_grad_enabled(ctx) && (x->requires_grad || (weight && weight->requires_grad) ||
-                                              (bias && bias->requires_grad));
     uint8_t *win = want ? nb_arena_alloc(ar, (size_t)(N * C * OS)) : NULL;
     if (!out || !s || !stats || !meand || (want && !win))
         return nb__op_fail(ctx, NB_ERR_NOMEM, "batch_norm_relu_max_pool: out of memory");
@@ -240,10 +238,32 @@ nb_tensor *nb__batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *we
                     .y = y, .eps = eps, .momentum = momentum, .sync = sync != NULL, .K = K};
         nb__par_for(C, nb__par_parts(C, N * C * S >= BP_PAR_MIN), bp_forward_channels, &j);
     }
+    *sp = s;
+    return out;
+}
+
+static int any_requires_grad(nb_tensor *const *t, int n)
+{
+    int r = 0;
+    for (int k = 0; k < n; k++) r |= t[k] && t[k]->requires_grad;
+    return r;
+}
+
+nb_tensor *nb__batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias,
+                                        float *running_mean, float *running_var, int training, float momentum,
+                                        float eps)
+{
+    if (!x) return NULL;
+    if (!ctx) return nb__op_fail(ctx, NB_ERR_ARG, "batch_norm_relu_max_pool: context is NULL");
+    if (!check_args(ctx, x, weight, bias, running_mean, running_var, training, eps)) return NULL;
     nb_tensor *in[3] = {x, NULL, NULL};
     int nin = 1;
     if (weight) in[nin++] = weight;
     if (bias) in[nin++] = bias;
+    const int want = nb_grad_enabled(ctx) && any_requires_grad(in, nin);
+    bp_saved *s = NULL;
+    nb_tensor *out = bp_forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, want, &s);
+    if (!out) return NULL;
     nb__node *node = nb__record(ctx, NB__OP_BATCH_NORM_RELU_MAX_POOL, out, in, nin);
     if (want && !node)
         return nb__op_fail(ctx, NB_ERR_NOMEM, "batch_norm_relu_max_pool: out of memory recording the op");
@@ -283,16 +303,25 @@ static void bw_sums(const bp_saved *s, int64_t c, const float *dy, float *dw, fl
     *sum_dy = sg, *sum_dyx = sgx;
 }
 
-/* Channel c's dx from the sums over s->count values. */
+/* Channel c's dx = k dz - p (x - mean) - q: the coefficients from the sums
+ * over s->count values. */
+static void dx_coefficients(const bp_saved *s, const nb_tensor *w, int64_t c, double sg, double sgx, float *k,
+                            float *p, float *q)
+{
+    const double is = s->invstd[c], n = (double)s->count;
+    *k = (float)(is * (w ? w->data[c * w->stride[0]] : 1.0f));
+    *p = s->training ? (float)(*k * is * is * sgx / n) : 0.0f;
+    *q = s->training ? (float)(*k * sg / n) : 0.0f;
+}
+
+/* Channel c's dx from the sums. */
 static void bw_dx(const bp_saved *s, const nb_tensor *w, int64_t c, const float *dy, float *dx, int fresh,
                   const nb__bn_pool_kernels *K, double sg, double sgx)
 {
     const int64_t N = s->N, C = s->C, H = s->H, W = s->W, OW = W / 2, S = H * W, OS = (H / 2) * OW;
     const float mc = s->mean[c];
-    const double is = s->invstd[c], n = (double)s->count;
-    const float k = (float)(is * (w ? w->data[c * w->stride[0]] : 1.0f));
-    const float p = s->training ? (float)(k * is * is * sgx / n) : 0.0f;
-    const float q = s->training ? (float)(k * sg / n) : 0.0f;
+    float k, p, q;
+    dx_coefficients(s, w, c, sg, sgx, &k, &p, &q);
     for (int64_t i = 0; i < N; i++)
         K->dx(s->x + (i * C + c) * S, H, W, OW, dy + (i * C + c) * OS, s->win + (i * C + c) * OS, mc, k, p, q,
               dx + (i * C + c) * S, fresh);
@@ -349,5 +378,166 @@ nb_status nb__bw_batch_norm_relu_max_pool(nb_ctx *ctx, nb__node *nd)
     if (numel == 0) return NB_OK;
     bp_job j = {.s = nd->saved, .weight = w, .K = K, .dy = nd->out->grad, .dx = dx, .dw = dw, .db = db, .fresh = fresh};
     nb__par_for(C, nb__par_parts(C, numel >= BP_PAR_MIN), bp_backward_channels, &j);
+    return NB_OK;
+}
+
+/* ---- with the one-channel convolution in front ------------------------------- *
+ * The first block of an image model, conv2d(x) -> batch_norm -> relu ->
+ * max_pool2d(2), x a batch of one-channel images that needs no gradient.
+ * Forward is the convolution's (its direct kernels, src/kernels/conv_direct.h)
+ * then this op's. Backward never forms the gradient of the convolution's
+ * output (the largest tensor of a small CNN; 6.4 MB for the notes' CNN at
+ * batch 64): per pair of channels and per image, the two planes of dx go to
+ * a buffer in L1 and from there straight into the convolution's weight and
+ * bias sums, instead of being written to memory and read back by the
+ * convolution's backward. Measured on bench_cnn, interleaved with the
+ * unfused build: +1.0% on average over 6 pairs on a quiet machine (8,800
+ * img/s), +3.6% over 4 pairs while another tenant loaded memory (8,000
+ * img/s); with both passes simply dropped (no weight gradient at all) the
+ * busy machine ran 8-16% faster, the bound of what this can save. */
+
+typedef struct {
+    bp_saved *s;                         /* over the convolution's output */
+    const float *x;                      /* the images, contiguous (N, 1, H, W) */
+    nb__cd_geom cd;                      /* the convolution (O = C) */
+    const nb__conv_direct_kernels *K;
+} cbp_saved;
+
+nb_tensor *nb__conv_batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tensor *cw, nb_tensor *cb,
+                                             const nb_conv2d_opts *co, nb_tensor *y1, nb_tensor *weight,
+                                             nb_tensor *bias, float *running_mean, float *running_var,
+                                             int training, float momentum, float eps)
+{
+    const char *name = "conv_batch_norm_relu_max_pool";
+    if (!x || !cw || !y1) return NULL;
+    if (!ctx) return nb__op_fail(ctx, NB_ERR_ARG, "%s: context is NULL", name);
+    cbp_saved *cs = nb_arena_alloc(nb_ctx_arena(ctx), sizeof *cs);
+    if (!cs) return nb__op_fail(ctx, NB_ERR_NOMEM, "%s: out of memory", name);
+    cs->K = nb__conv_direct_geometry(x, cw, cb, co, &cs->cd);
+    if (!cs->K || x->requires_grad || y1->ndim != 4 || y1->shape[0] != x->shape[0] || y1->shape[1] != cs->cd.O ||
+        y1->shape[2] != cs->cd.OH || y1->shape[3] != cs->cd.OW)
+        return nb__op_fail(ctx, NB_ERR_ARG,
+                           "%s: needs one-channel images without gradient, a convolution the direct kernels "
+                           "compute, and its output",
+                           name);
+    if (!check_args(ctx, y1, weight, bias, running_mean, running_var, training, eps)) return NULL;
+    nb_tensor *in[5] = {x, cw, NULL, NULL, NULL};
+    int nin = 2;
+    if (cb) in[nin++] = cb;
+    if (weight) in[nin++] = weight;
+    if (bias) in[nin++] = bias;
+    const int want = nb_grad_enabled(ctx) && any_requires_grad(in, nin);
+    nb_tensor *out = bp_forward(ctx, y1, weight, bias, running_mean, running_var, training, momentum, eps, want,
+                                &cs->s);
+    if (!out) return NULL;
+    cs->x = nb__contiguous_data(ctx, x);
+    if (!cs->x) return nb__op_fail(ctx, NB_ERR_NOMEM, "%s: out of memory", name);
+    nb__node *node = nb__record(ctx, NB__OP_CONV_BATCH_NORM_RELU_MAX_POOL, out, in, nin);
+    if (want && !node) return nb__op_fail(ctx, NB_ERR_NOMEM, "%s: out of memory recording the op", name);
+    if (node) {
+        node->saved = cs;
+        node->i[0] = cb != NULL;
+        node->i[1] = weight != NULL;
+        node->i[2] = bias != NULL;
+    }
+    return out;
+}
+
+/* Backward over pairs of channels; scratch per part: two dx planes, the
+ * kernels' padded image and the pair's partial sums. */
+typedef struct {
+    const cbp_saved *cs;
+    const nb_tensor *w;
+    const float *dy;
+    float *dw, *db, *dcw, *dcb;         /* batch norm's and the convolution's gradients, += */
+    double *sg, *sgx;                   /* per channel: sum dy, sum dy (x - mean) */
+    int have_sums;                      /* sg, sgx already summed (synchronised) */
+    const nb__bn_pool_kernels *K;
+    float *scratch;
+    int64_t sf, pf, af;                 /* floats of scratch per part; of which pad, acc */
+} cbp_job;
+
+static void cbp_pair(const cbp_job *j, int64_t c0, float *planes, float *pad, float *acc)
+{
+    const cbp_saved *cs = j->cs;
+    const bp_saved *s = cs->s;
+    const int64_t N = s->N, C = s->C, H = s->H, W = s->W, OW = W / 2, S = H * W, OS = (H / 2) * OW;
+    const int64_t c1 = c0 + 2 < C ? c0 + 2 : C, HW = cs->cd.H * cs->cd.W;
+    const int T = cs->cd.kh * cs->cd.kw;
+    float k[2], p[2], q[2];
+    for (int64_t c = c0; c < c1; c++) {
+        if (!j->have_sums) bw_sums(s, c, j->dy, j->dw, j->db, j->K, &j->sg[c], &j->sgx[c]);
+        dx_coefficients(s, j->w, c, j->sg[c], j->sgx[c], &k[c - c0], &p[c - c0], &q[c - c0]);
+    }
+    nb__cd_geom g = cs->cd;
+    g.O = c1 - c0;
+    memset(acc, 0, (size_t)j->af * sizeof(float));
+    if (j->dcw || j->dcb)
+        for (int64_t i = 0; i < N; i++) {
+            for (int64_t c = c0; c < c1; c++) {
+                const int64_t q0 = (i * C + c) * OS;
+                j->K->dx(s->x + (i * C + c) * S, H, W, OW, j->dy + q0, s->win + q0, s->mean[c], k[c - c0],
+                         p[c - c0], q[c - c0], planes + (c - c0) * S, 1);
+            }
+            cs->K->weight_acc(&g, cs->x + i * HW, planes, acc, pad);
+        }
+    /* lanes added in a fixed tree, as the convolution's own backward */
+    for (int64_t c = c0; c < c1; c++)
+        for (int t = 0; t <= T; t++) {
+            float lane[NB__CD_LANES];
+            memcpy(lane, acc + ((c - c0) * (T + 1) + t) * NB__CD_LANES, sizeof lane);
+            for (int h = NB__CD_LANES / 2; h >= 1; h /= 2)
+                for (int l = 0; l < h; l++) lane[l] += lane[l + h];
+            if (t < T && j->dcw) j->dcw[c * T + t] += lane[0];
+            if (t == T && j->dcb) j->dcb[c] += lane[0];
+        }
+}
+
+static void cbp_pairs(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    const cbp_job *j = ctx;
+    float *sc = j->scratch + part * j->sf;
+    for (int64_t pr = lo; pr < hi; pr++) cbp_pair(j, 2 * pr, sc + j->pf + j->af, sc, sc + j->pf);
+}
+
+nb_status nb__bw_conv_batch_norm_relu_max_pool(nb_ctx *ctx, nb__node *nd)
+{
+    const cbp_saved *cs = nd->saved;
+    const bp_saved *s = cs->s;
+    int at = 1;
+    nb_tensor *cw = nd->in[at++];
+    nb_tensor *cb = nd->i[0] ? nd->in[at++] : NULL;
+    nb_tensor *w = nd->i[1] ? nd->in[at++] : NULL;
+    nb_tensor *b = nd->i[2] ? nd->in[at++] : NULL;
+    const int64_t C = s->C, S = s->H * s->W, pairs = (C + 1) / 2;
+    if (s->N == 0) return NB_OK;
+    nb_arena *ar = nb_ctx_arena(ctx);
+    cbp_job j = {.cs = cs, .w = w, .dy = nd->out->grad, .K = bp_kernels()};
+    j.dw = w && w->requires_grad ? w->grad : NULL;
+    j.db = b && b->requires_grad ? b->grad : NULL;
+    j.dcw = cw->requires_grad ? cw->grad : NULL;
+    j.dcb = cb && cb->requires_grad ? cb->grad : NULL;
+    j.pf = nb__cd_pad_floats(&cs->cd);
+    j.af = 2 * (cs->cd.kh * cs->cd.kw + 1) * NB__CD_LANES;
+    /* the planes get two more of slack: weight_acc prefetches the two planes
+     * after its pair (the next pair's, in the convolution's own layout),
+     * which must not be another part's scratch that its thread is writing */
+    j.sf = (j.pf + j.af + 4 * S + 15) / 16 * 16;
+    const int nth = nb__par_parts(pairs, s->N * C * S >= BP_PAR_MIN);
+    j.sg = nb_arena_alloc(ar, (size_t)(2 * C) * sizeof(double));
+    j.scratch = nb_arena_alloc(ar, (size_t)(j.sf * nth) * sizeof(float));
+    if (!j.sg || !j.scratch) return nb__fail(NB_ERR_NOMEM, "conv_batch_norm_relu_max_pool: out of memory");
+    j.sgx = j.sg + C;
+    for (int t = 0; t < nth; t++) memset(j.scratch + t * j.sf, 0, (size_t)j.pf * sizeof(float)); /* pad borders */
+    if (s->synced) { /* every channel's sums over the job first (as bw_synced) */
+        const nb__bn_sync *h = nb__bn_get_sync();
+        if (!h)
+            return nb__fail(NB_ERR_STATE, "conv_batch_norm_relu_max_pool: synchronised in forward but not in backward");
+        for (int64_t c = 0; c < C; c++) bw_sums(s, c, j.dy, j.dw, j.db, j.K, &j.sg[c], &j.sgx[c]);
+        nb_status st = h->sum(h->user, j.sg, 2 * C, NB__BN_GRADS);
+        if (st) return st;
+        j.have_sums = 1;
+    }
+    nb__par_for(pairs, nth, cbp_pairs, &j);
     return NB_OK;
 }

@@ -59,6 +59,7 @@
  * order at the end. */
 #include "../core/internal.h"
 #include "../kernels/conv_direct.h"
+#include "batchnorm.h"
 #include "../kernels/im2col.h"
 #include "../kernels/winograd.h"
 #include "prefetch.h"
@@ -873,6 +874,23 @@ static int conv_geometry(nb_ctx *ctx, const nb_tensor *x, const nb_tensor *w, co
     return 1;
 }
 
+
+const nb__conv_direct_kernels *nb__conv_direct_geometry(const nb_tensor *x, const nb_tensor *w, const nb_tensor *b,
+                                                       const nb_conv2d_opts *opts, nb__cd_geom *cd)
+{
+    /* the cases conv_geometry would refuse are left to nb_conv2d's messages */
+    const int groups = opts ? opts->groups : 1;
+    if (!x || !w || x->ndim != 4 || w->ndim != 4 || x->shape[1] != 1 || w->shape[1] != 1 || w->shape[0] < 1 ||
+        w->shape[2] < 1 || w->shape[3] < 1 || w->shape[2] * w->shape[3] > NB__CD_TAPS_MAX || groups > 1 ||
+        (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
+        return NULL;
+    for (int d = 0; opts && d < 2; d++)
+        if (opts->stride[d] < 0 || opts->padding[d] < 0 || opts->dilation[d] < 0 || opts->groups < 0) return NULL;
+    cv_geom g;
+    if (!conv_geometry(NULL, x, w, b, opts, &g) || !g.direct) return NULL;
+    *cd = g.cd;
+    return direct_kernels();
+}
 
 nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv2d_opts *opts)
 {
