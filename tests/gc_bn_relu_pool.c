@@ -62,22 +62,15 @@ static nb_tensor *f_fused(nb_ctx *ctx, gc_case *c)
 }
 
 /* Weight 0.8, 1.0, 1.2, ... and a bias putting the relu's zero at x = 0.1 j
- * (j = -1, 0, 1, ...): b = -0.1 j * weight * invstd, with the ramp's
- * statistics in training (mean 0) or the running ones in evaluation (whose
- * mean is already on the grid: j = 0 there). */
-static int fused_case(nb_ctx *ctx, gc_case *c, const char *label, int training, int has_w, int has_b,
-                      int transposed, const int64_t *shape)
+ * (j = -1, 0, 1, ...): b = -0.1 j * weight * invstd, with the statistics of a
+ * ramp of n values in training (mean 0) or the running ones in evaluation
+ * (whose mean is already on the grid: j = 0 there); appended to c's leaves
+ * as asked. */
+static int bn_params(nb_ctx *ctx, gc_case *c, int training, int has_w, int has_b, int64_t C, int64_t n)
 {
-    const int64_t N = shape[0], C = shape[1], n = N * shape[2] * shape[3];
-    c->label = label;
-    c->fn = f_fused;
-    c->iarg[0] = training;
-    c->iarg[1] = has_w;
-    c->iarg[2] = has_b;
-    c->nin = 0;
-    c->in[c->nin++] = ramp_leaf(ctx, transposed, shape);
-    nb_tensor *w = has_w ? nb_tensor_new(ctx, 1, &shape[1]) : NULL;
-    nb_tensor *b = has_b ? nb_tensor_new(ctx, 1, &shape[1]) : NULL;
+    nb_tensor *w = has_w ? nb_tensor_new(ctx, 1, &C) : NULL;
+    nb_tensor *b = has_b ? nb_tensor_new(ctx, 1, &C) : NULL;
+    if ((has_w && !w) || (has_b && !b)) return 0;
     float rm[16], rv[16];
     running(16, rm, rv);
     double var = 0;   /* the ramp's biased variance: mean of its squares */
@@ -91,6 +84,21 @@ static int fused_case(nb_ctx *ctx, gc_case *c, const char *label, int training, 
     if (w) c->in[c->nin++] = nb_requires_grad(w, 1);
     if (b) c->in[c->nin++] = nb_requires_grad(b, 1);
     return 1;
+}
+
+/* A case of the op on a ramp (see bn_params for its parameters). */
+static int fused_case(nb_ctx *ctx, gc_case *c, const char *label, int training, int has_w, int has_b,
+                      int transposed, const int64_t *shape)
+{
+    const int64_t N = shape[0], C = shape[1], n = N * shape[2] * shape[3];
+    c->label = label;
+    c->fn = f_fused;
+    c->iarg[0] = training;
+    c->iarg[1] = has_w;
+    c->iarg[2] = has_b;
+    c->nin = 0;
+    c->in[c->nin++] = ramp_leaf(ctx, transposed, shape);
+    return bn_params(ctx, c, training, has_w, has_b, C, n);
 }
 
 int gc_batch_norm_relu_max_pool(nb_ctx *ctx, int v, gc_case *c)
@@ -160,25 +168,7 @@ static int conv_fused_case(nb_ctx *ctx, gc_case *c, const char *label, int train
         for (int64_t o = 0; o < O; o++) cb->data[o] = 0.01f * (float)(o - 1); /* moves the mean, not the spacing */
         c->in[c->nin++] = nb_requires_grad(cb, 1);
     }
-    /* the batch norm's parameters as fused_case puts them: gamma 0.8, 1.0,
-     * 1.2, ..., the relu's zero half a step from any value */
-    const int64_t n = shape[0] * shape[2] * shape[3];
-    double var = 0;
-    for (int64_t k = 0; k < n; k++) var += pow(0.1 * ((double)k - (double)(n - 1) / 2), 2) / (double)n;
-    float rm[16], rv[16];
-    running(16, rm, rv);
-    nb_tensor *w = has_w ? nb_tensor_new(ctx, 1, &O) : NULL;
-    nb_tensor *b = has_b ? nb_tensor_new(ctx, 1, &O) : NULL;
-    if ((has_w && !w) || (has_b && !b)) return 0;
-    for (int64_t ch = 0; ch < O; ch++) {
-        float gamma = 0.8f + 0.2f * (float)(ch % 3);
-        if (w) w->data[ch] = gamma;
-        double invstd = 1.0 / sqrt((training ? var : (double)rv[ch]) + (double)EPS);
-        if (b) b->data[ch] = training ? (float)(-0.1 * (double)(ch % 3 - 1) * (w ? gamma : 1.0f) * invstd) : 0.0f;
-    }
-    if (w) c->in[c->nin++] = nb_requires_grad(w, 1);
-    if (b) c->in[c->nin++] = nb_requires_grad(b, 1);
-    return 1;
+    return bn_params(ctx, c, training, has_w, has_b, O, shape[0] * shape[2] * shape[3]);
 }
 
 int gc_conv_batch_norm_relu_max_pool(nb_ctx *ctx, int v, gc_case *c)
