@@ -301,10 +301,10 @@ void nb__wg_chunk_grad(const nb__wg_geom *g, const float *x, const float *dy, in
                 dU + xi * xi_stride(O, C), (int)O);
 }
 
-void nb__wg_weight_grad(const float *dU, int64_t parts, int64_t O, int64_t C, float *dw)
+void nb__wg_weight_grad(const float *dU, int64_t parts, int64_t O, int64_t C, int64_t q0, int64_t q1, float *dw)
 {
     const int64_t us = xi_stride(O, C), ps = nb__wg_u_floats(O, C);
-    for (int64_t q = 0; q < O * C; q++) {
+    for (int64_t q = q0; q < q1; q++) {
         float u[4][4], t[3][4];
         const int64_t qt = q % C * O + q / C;   /* dU[xi] holds dU^T: C x O */
         for (int xi = 0; xi < NB__WG_XI; xi++) {

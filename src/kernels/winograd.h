@@ -92,7 +92,8 @@ void nb__wg_chunk_grad(const nb__wg_geom *g, const float *x, const float *dy, in
 
 /* dw (O, C, 3, 3) += G^T dU G, the adjoint of nb__wg_weights (flip 0),
  * where dU is the sum of `parts` dU (nb__wg_u_floats apart), added in
- * order. */
-void nb__wg_weight_grad(const float *dU, int64_t parts, int64_t O, int64_t C, float *dw);
+ * order; the kernels q = o*C + c in [q0, q1) (each independent of the
+ * others, so that threads may share the range). */
+void nb__wg_weight_grad(const float *dU, int64_t parts, int64_t O, int64_t C, int64_t q0, int64_t q1, float *dw);
 
 #endif
