@@ -9,11 +9,13 @@
  *   weight_acc: 2 output channels x 9 taps (+ the bias) of 16 lanes in
  *               registers over every pixel of the sample; per 16 pixels
  *               9 loads of x, 2 of dy, 20 multiply-adds. Taps beyond 9
- *               (5x5) take further blocks of 9. */
+ *               (5x5) take further blocks of 9. For 3x3 (weight_acc3)
+ *               each row of taps is two aligned loads and two lane shifts. */
 #include "conv_direct.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 
 #define TB 9   /* taps per block of weight_acc */
@@ -59,11 +61,65 @@ static void forward(const nb__cd_geom *g, const float *x, const float *w, const 
     }
 }
 
+/* weight_acc for 3x3 kernels: each row of taps from two aligned loads of
+ * the padded row and two lane shifts (valignd) instead of three unaligned
+ * loads, two of which straddle cache lines; the same values in the same
+ * order, so the same sums. */
+static void weight_acc3(const nb__cd_geom *g, const float *dy, float *acc, const float *pad)
+{
+    const int64_t OH = g->OH, OW = g->OW, PW = g->PW, P = OH * OW;
+    for (int64_t o0 = 0; o0 < g->O; o0 += 2) {
+        const int two = o0 + 1 < g->O;
+        const float *d0 = dy + o0 * P, *d1 = two ? d0 + P : d0;   /* a lone last channel is done twice */
+        float *a0 = acc + o0 * 10 * NB__CD_LANES, *a1 = a0 + 10 * NB__CD_LANES;
+        __m512 s0[9], s1[9];
+        for (int k = 0; k < 9; k++) {
+            s0[k] = _mm512_loadu_ps(a0 + k * NB__CD_LANES);
+            s1[k] = _mm512_loadu_ps(a1 + k * NB__CD_LANES);
+        }
+        __m512 b0 = _mm512_loadu_ps(a0 + 9 * NB__CD_LANES), b1 = _mm512_loadu_ps(a1 + 9 * NB__CD_LANES);
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow += 16) {
+                const __mmask16 m = first(OW - ow);
+                const __m512 g0 = _mm512_maskz_loadu_ps(m, d0 + oh * OW + ow);
+                const __m512 g1 = _mm512_maskz_loadu_ps(m, d1 + oh * OW + ow);
+                _mm_prefetch((const char *)(d0 + 2 * P + oh * OW + ow), _MM_HINT_T0);
+                _mm_prefetch((const char *)(d0 + 3 * P + oh * OW + ow), _MM_HINT_T0);
+                for (int i = 0; i < 3; i++) {
+                    const float *r = pad + (oh + i) * PW + ow;
+                    const __m512 lo = _mm512_load_ps(r), hi = _mm512_load_ps(r + 16);
+                    const __m512 v1 = _mm512_castsi512_ps(
+                        _mm512_alignr_epi32(_mm512_castps_si512(hi), _mm512_castps_si512(lo), 1));
+                    const __m512 v2 = _mm512_castsi512_ps(
+                        _mm512_alignr_epi32(_mm512_castps_si512(hi), _mm512_castps_si512(lo), 2));
+                    s0[3 * i] = _mm512_fmadd_ps(g0, lo, s0[3 * i]);
+                    s1[3 * i] = _mm512_fmadd_ps(g1, lo, s1[3 * i]);
+                    s0[3 * i + 1] = _mm512_fmadd_ps(g0, v1, s0[3 * i + 1]);
+                    s1[3 * i + 1] = _mm512_fmadd_ps(g1, v1, s1[3 * i + 1]);
+                    s0[3 * i + 2] = _mm512_fmadd_ps(g0, v2, s0[3 * i + 2]);
+                    s1[3 * i + 2] = _mm512_fmadd_ps(g1, v2, s1[3 * i + 2]);
+                }
+                b0 = _mm512_add_ps(b0, g0);
+                b1 = _mm512_add_ps(b1, g1);
+            }
+        for (int k = 0; k < 9; k++) {
+            _mm512_storeu_ps(a0 + k * NB__CD_LANES, s0[k]);
+            if (two) _mm512_storeu_ps(a1 + k * NB__CD_LANES, s1[k]);
+        }
+        _mm512_storeu_ps(a0 + 9 * NB__CD_LANES, b0);
+        if (two) _mm512_storeu_ps(a1 + 9 * NB__CD_LANES, b1);
+    }
+}
+
 static void weight_acc(const nb__cd_geom *g, const float *x, const float *dy, float *acc, float *pad)
 {
     const int T = g->kh * g->kw, slots = T + 1;
     const int64_t OH = g->OH, OW = g->OW, PW = g->PW, P = OH * OW;
     copy_in(g, x, pad);
+    if (g->kh == 3 && g->kw == 3 && ((uintptr_t)pad & 63) == 0) {
+        weight_acc3(g, dy, acc, pad);
+        return;
+    }
     for (int64_t o0 = 0; o0 < g->O; o0 += 2) {
         const int two = o0 + 1 < g->O;
         const float *d0 = dy + o0 * P, *d1 = two ? d0 + P : d0;   /* a lone last channel is done twice */
