@@ -61,6 +61,49 @@ static void forward(const nb__cd_geom *g, const float *x, const float *w, const 
     }
 }
 
+/* The running sums of taps t0 .. t0+nt-1 (the rest of the TB zeroed) and of
+ * the bias (slot T) of a channel pair's accumulators a0, a1, and their
+ * store back (a1 only for a pair of two). */
+static inline __attribute__((always_inline)) void
+load_sums(const float *a0, const float *a1, int t0, int nt, int T, __m512 s0[TB], __m512 s1[TB], __m512 *b0,
+          __m512 *b1)
+{
+    for (int k = 0; k < TB; k++) {
+        s0[k] = k < nt ? _mm512_loadu_ps(a0 + (t0 + k) * NB__CD_LANES) : _mm512_setzero_ps();
+        s1[k] = k < nt ? _mm512_loadu_ps(a1 + (t0 + k) * NB__CD_LANES) : _mm512_setzero_ps();
+    }
+    *b0 = _mm512_loadu_ps(a0 + T * NB__CD_LANES);
+    *b1 = _mm512_loadu_ps(a1 + T * NB__CD_LANES);
+}
+
+static inline __attribute__((always_inline)) void
+store_sums(float *a0, float *a1, int two, int t0, int nt, int T, int bias, const __m512 s0[TB],
+           const __m512 s1[TB], __m512 b0, __m512 b1)
+{
+    for (int k = 0; k < nt; k++) {
+        _mm512_storeu_ps(a0 + (t0 + k) * NB__CD_LANES, s0[k]);
+        if (two) _mm512_storeu_ps(a1 + (t0 + k) * NB__CD_LANES, s1[k]);
+    }
+    if (bias) {
+        _mm512_storeu_ps(a0 + T * NB__CD_LANES, b0);
+        if (two) _mm512_storeu_ps(a1 + T * NB__CD_LANES, b1);
+    }
+}
+
+/* dy of the pair's two planes at pixels ow .. ow+15 of row oh (0 past the
+ * row), with the pair after it fetched (the next pair's planes or the
+ * next sample's: each plane is too short a run for the hardware
+ * prefetchers). */
+static inline __attribute__((always_inline)) void
+pair_grads(const float *d0, const float *d1, int64_t P, int64_t OW, int64_t oh, int64_t ow, __m512 *g0, __m512 *g1)
+{
+    const __mmask16 m = first(OW - ow);
+    *g0 = _mm512_maskz_loadu_ps(m, d0 + oh * OW + ow);
+    *g1 = _mm512_maskz_loadu_ps(m, d1 + oh * OW + ow);
+    _mm_prefetch((const char *)(d0 + 2 * P + oh * OW + ow), _MM_HINT_T0);
+    _mm_prefetch((const char *)(d0 + 3 * P + oh * OW + ow), _MM_HINT_T0);
+}
+
 /* weight_acc for 3x3 kernels: each row of taps from two aligned loads of
  * the padded row and two lane shifts (valignd) instead of three unaligned
  * loads, two of which straddle cache lines; the same values in the same
@@ -72,19 +115,12 @@ static void weight_acc3(const nb__cd_geom *g, const float *dy, float *acc, const
         const int two = o0 + 1 < g->O;
         const float *d0 = dy + o0 * P, *d1 = two ? d0 + P : d0;   /* a lone last channel is done twice */
         float *a0 = acc + o0 * 10 * NB__CD_LANES, *a1 = a0 + 10 * NB__CD_LANES;
-        __m512 s0[9], s1[9];
-        for (int k = 0; k < 9; k++) {
-            s0[k] = _mm512_loadu_ps(a0 + k * NB__CD_LANES);
-            s1[k] = _mm512_loadu_ps(a1 + k * NB__CD_LANES);
-        }
-        __m512 b0 = _mm512_loadu_ps(a0 + 9 * NB__CD_LANES), b1 = _mm512_loadu_ps(a1 + 9 * NB__CD_LANES);
+        __m512 s0[TB], s1[TB], b0, b1;
+        load_sums(a0, a1, 0, TB, TB, s0, s1, &b0, &b1);
         for (int64_t oh = 0; oh < OH; oh++)
             for (int64_t ow = 0; ow < OW; ow += 16) {
-                const __mmask16 m = first(OW - ow);
-                const __m512 g0 = _mm512_maskz_loadu_ps(m, d0 + oh * OW + ow);
-                const __m512 g1 = _mm512_maskz_loadu_ps(m, d1 + oh * OW + ow);
-                _mm_prefetch((const char *)(d0 + 2 * P + oh * OW + ow), _MM_HINT_T0);
-                _mm_prefetch((const char *)(d0 + 3 * P + oh * OW + ow), _MM_HINT_T0);
+                __m512 g0, g1;
+                pair_grads(d0, d1, P, OW, oh, ow, &g0, &g1);
                 for (int i = 0; i < 3; i++) {
                     const float *r = pad + (oh + i) * PW + ow;
                     const __m512 lo = _mm512_load_ps(r), hi = _mm512_load_ps(r + 16);
@@ -102,12 +138,7 @@ static void weight_acc3(const nb__cd_geom *g, const float *dy, float *acc, const
                 b0 = _mm512_add_ps(b0, g0);
                 b1 = _mm512_add_ps(b1, g1);
             }
-        for (int k = 0; k < 9; k++) {
-            _mm512_storeu_ps(a0 + k * NB__CD_LANES, s0[k]);
-            if (two) _mm512_storeu_ps(a1 + k * NB__CD_LANES, s1[k]);
-        }
-        _mm512_storeu_ps(a0 + 9 * NB__CD_LANES, b0);
-        if (two) _mm512_storeu_ps(a1 + 9 * NB__CD_LANES, b1);
+        store_sums(a0, a1, two, 0, TB, TB, 1, s0, s1, b0, b1);
     }
 }
 
@@ -131,21 +162,12 @@ static void weight_acc(const nb__cd_geom *g, const float *x, const float *dy, fl
                 const int t = t0 + (k < nt ? k : 0);
                 off[k] = (t / g->kw) * PW + t % g->kw;
             }
-            __m512 s0[TB], s1[TB];
-            __m512 b0 = _mm512_loadu_ps(a0 + T * NB__CD_LANES), b1 = _mm512_loadu_ps(a1 + T * NB__CD_LANES);
-            for (int k = 0; k < TB; k++) {
-                s0[k] = k < nt ? _mm512_loadu_ps(a0 + (t0 + k) * NB__CD_LANES) : _mm512_setzero_ps();
-                s1[k] = k < nt ? _mm512_loadu_ps(a1 + (t0 + k) * NB__CD_LANES) : _mm512_setzero_ps();
-            }
+            __m512 s0[TB], s1[TB], b0, b1;
+            load_sums(a0, a1, t0, nt, T, s0, s1, &b0, &b1);
             for (int64_t oh = 0; oh < OH; oh++)
                 for (int64_t ow = 0; ow < OW; ow += 16) {
-                    const __mmask16 m = first(OW - ow);
-                    const __m512 g0 = _mm512_maskz_loadu_ps(m, d0 + oh * OW + ow);
-                    const __m512 g1 = _mm512_maskz_loadu_ps(m, d1 + oh * OW + ow);
-                    /* the next pair's planes (or the next sample's): each plane is
-                     * too short a run for the hardware prefetchers */
-                    _mm_prefetch((const char *)(d0 + 2 * P + oh * OW + ow), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(d0 + 3 * P + oh * OW + ow), _MM_HINT_T0);
+                    __m512 g0, g1;
+                    pair_grads(d0, d1, P, OW, oh, ow, &g0, &g1);
                     const float *src = pad + oh * PW + ow;
                     for (int k = 0; k < TB; k++) {
                         const __m512 v = _mm512_loadu_ps(src + off[k]);
@@ -155,14 +177,7 @@ static void weight_acc(const nb__cd_geom *g, const float *x, const float *dy, fl
                     b0 = _mm512_add_ps(b0, g0);
                     b1 = _mm512_add_ps(b1, g1);
                 }
-            for (int k = 0; k < nt; k++) {
-                _mm512_storeu_ps(a0 + (t0 + k) * NB__CD_LANES, s0[k]);
-                if (two) _mm512_storeu_ps(a1 + (t0 + k) * NB__CD_LANES, s1[k]);
-            }
-            if (bias) {
-                _mm512_storeu_ps(a0 + T * NB__CD_LANES, b0);
-                if (two) _mm512_storeu_ps(a1 + T * NB__CD_LANES, b1);
-            }
+            store_sums(a0, a1, two, t0, nt, T, bias, s0, s1, b0, b1);
         }
     }
 }

@@ -338,16 +338,25 @@ static void bw_channel(const bp_saved *s, const nb_tensor *w, int64_t c, const f
 
 /* Synchronised (bp_saved.synced): every channel's sums, added over the job,
  * then dx (one thread, as nb__bn_sync_stats). */
+/* Every channel's sums (v[c] sum dy, v[C + c] sum dy (x - mean)) added over
+ * the job, as the synchronised forward's statistics (one thread, as
+ * nb__bn_sync_stats); the affine gradients stay this process's own. */
+static nb_status synced_sums(const bp_saved *s, const float *dy, float *dw, float *db, const nb__bn_pool_kernels *K,
+                             double *v, const char *name)
+{
+    const nb__bn_sync *h = nb__bn_get_sync();
+    if (!h) return nb__fail(NB_ERR_STATE, "%s: synchronised in forward but not in backward", name);
+    for (int64_t c = 0; c < s->C; c++) bw_sums(s, c, dy, dw, db, K, &v[c], &v[s->C + c]);
+    return h->sum(h->user, v, 2 * s->C, NB__BN_GRADS);
+}
+
 static nb_status bw_synced(nb_ctx *ctx, const bp_saved *s, const nb_tensor *w, const float *dy, float *dx, float *dw,
                            float *db, int fresh, const nb__bn_pool_kernels *K)
 {
-    const nb__bn_sync *h = nb__bn_get_sync();
-    if (!h) return nb__fail(NB_ERR_STATE, "batch_norm_relu_max_pool: synchronised in forward but not in backward");
     const int64_t C = s->C;
     double *v = nb_arena_alloc(nb_ctx_arena(ctx), (size_t)(2 * C) * sizeof(double));
     if (!v) return nb__fail(NB_ERR_NOMEM, "batch_norm_relu_max_pool: out of memory");
-    for (int64_t c = 0; c < C; c++) bw_sums(s, c, dy, dw, db, K, &v[c], &v[C + c]);
-    nb_status st = h->sum(h->user, v, 2 * C, NB__BN_GRADS);
+    nb_status st = synced_sums(s, dy, dw, db, K, v, "batch_norm_relu_max_pool");
     if (st || !dx) return st;
     for (int64_t c = 0; c < C; c++) bw_dx(s, w, c, dy, dx, fresh, K, v[c], v[C + c]);
     return NB_OK;
@@ -481,15 +490,13 @@ static void cbp_pair(const cbp_job *j, int64_t c0, float *planes, float *pad, fl
             }
             cs->K->weight_acc(&g, cs->x + i * HW, planes, acc, pad);
         }
-    /* lanes added in a fixed tree, as the convolution's own backward */
     for (int64_t c = c0; c < c1; c++)
         for (int t = 0; t <= T; t++) {
             float lane[NB__CD_LANES];
             memcpy(lane, acc + ((c - c0) * (T + 1) + t) * NB__CD_LANES, sizeof lane);
-            for (int h = NB__CD_LANES / 2; h >= 1; h /= 2)
-                for (int l = 0; l < h; l++) lane[l] += lane[l + h];
-            if (t < T && j->dcw) j->dcw[c * T + t] += lane[0];
-            if (t == T && j->dcb) j->dcb[c] += lane[0];
+            const float sum = nb__cd_lanes_total(lane);
+            if (t < T && j->dcw) j->dcw[c * T + t] += sum;
+            if (t == T && j->dcb) j->dcb[c] += sum;
         }
 }
 
@@ -529,12 +536,8 @@ nb_status nb__bw_conv_batch_norm_relu_max_pool(nb_ctx *ctx, nb__node *nd)
     if (!j.sg || !j.scratch) return nb__fail(NB_ERR_NOMEM, "conv_batch_norm_relu_max_pool: out of memory");
     j.sgx = j.sg + C;
     for (int t = 0; t < nth; t++) memset(j.scratch + t * j.sf, 0, (size_t)j.pf * sizeof(float)); /* pad borders */
-    if (s->synced) { /* every channel's sums over the job first (as bw_synced) */
-        const nb__bn_sync *h = nb__bn_get_sync();
-        if (!h)
-            return nb__fail(NB_ERR_STATE, "conv_batch_norm_relu_max_pool: synchronised in forward but not in backward");
-        for (int64_t c = 0; c < C; c++) bw_sums(s, c, j.dy, j.dw, j.db, j.K, &j.sg[c], &j.sgx[c]);
-        nb_status st = h->sum(h->user, j.sg, 2 * C, NB__BN_GRADS);
+    if (s->synced) { /* every channel's sums over the job first */
+        nb_status st = synced_sums(s, j.dy, j.dw, j.db, j.K, j.sg, "conv_batch_norm_relu_max_pool");
         if (st) return st;
         j.have_sums = 1;
     }

@@ -535,10 +535,9 @@ static nb_status direct_weight(nb_ctx *ctx, const cv_geom *g, const float *x, co
                 lane[l] = 0.0f;
                 for (int64_t p = 0; p < parts; p++) lane[l] += acc[p * accf + (o * (T + 1) + t) * NB__CD_LANES + l];
             }
-            for (int h = NB__CD_LANES / 2; h >= 1; h /= 2)
-                for (int l = 0; l < h; l++) lane[l] += lane[l + h];
-            if (t < T && dw) dw[o * T + t] += lane[0];
-            if (t == T && db) db[o] += lane[0];
+            const float sum = nb__cd_lanes_total(lane);
+            if (t < T && dw) dw[o * T + t] += sum;
+            if (t == T && db) db[o] += sum;
         }
     return NB_OK;
 }
@@ -898,14 +897,19 @@ static int conv_geometry(nb_ctx *ctx, const nb_tensor *x, const nb_tensor *w, co
 const nb__conv_direct_kernels *nb__conv_direct_geometry(const nb_tensor *x, const nb_tensor *w, const nb_tensor *b,
                                                        const nb_conv2d_opts *opts, nb__cd_geom *cd)
 {
-    /* the cases conv_geometry would refuse are left to nb_conv2d's messages */
-    const int groups = opts ? opts->groups : 1;
+    /* every case conv_geometry would refuse (and report) is refused here
+     * first, silently: nb_conv2d reports it when the layers run */
+    static const nb_conv2d_opts defaults = {{1, 1}, {0, 0}, {1, 1}, 1};
+    const nb_conv2d_opts *o = opts ? opts : &defaults;
     if (!x || !w || x->ndim != 4 || w->ndim != 4 || x->shape[1] != 1 || w->shape[1] != 1 || w->shape[0] < 1 ||
-        w->shape[2] < 1 || w->shape[3] < 1 || w->shape[2] * w->shape[3] > NB__CD_TAPS_MAX || groups > 1 ||
-        (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
+        w->shape[2] < 1 || w->shape[3] < 1 || w->shape[2] * w->shape[3] > NB__CD_TAPS_MAX || o->groups < 0 ||
+        o->groups > 1 || (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) || x->shape[2] * x->shape[3] > INT_MAX)
         return NULL;
-    for (int d = 0; opts && d < 2; d++)
-        if (opts->stride[d] < 0 || opts->padding[d] < 0 || opts->dilation[d] < 0 || opts->groups < 0) return NULL;
+    for (int d = 0; d < 2; d++)
+        if (o->stride[d] < 0 || o->padding[d] < 0 || o->dilation[d] < 0 ||
+            out_size(x->shape[2 + d], o->padding[d], o->dilation[d] ? o->dilation[d] : 1, (int)w->shape[2 + d],
+                     o->stride[d] ? o->stride[d] : 1) < 1)
+            return NULL;
     cv_geom g;
     if (!conv_geometry(NULL, x, w, b, opts, &g) || !g.direct) return NULL;
     *cd = g.cd;
