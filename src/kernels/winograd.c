@@ -49,7 +49,7 @@ int nb__wg_init(nb__wg_geom *g, int64_t N, int64_t C, int64_t H, int64_t W, int6
     g->tw = (g->OW + 1) / 2;
     g->tiles = N * g->th * g->tw;
     int64_t ch = WG_CHUNK_FLOATS / (NB__WG_XI * (C + O)) / 32 * 32; /* whole GEMM micro-tiles */
-    ch = ch < 32 ? 32 : ch > 1024 ? 1024 : ch;
+    ch = ch < 32 ? 32 : ch > NB__WG_CHUNK_MAX ? NB__WG_CHUNK_MAX : ch;
     g->chunk = ch < g->tiles ? ch : g->tiles;
     g->nchunks = (g->tiles + g->chunk - 1) / g->chunk;
     return 1;

@@ -23,6 +23,8 @@
 
 #define NB__WG_XI 16 /* elements of a transformed tile */
 
+#define NB__WG_CHUNK_MAX 1024 /* the most tiles in a chunk */
+
 typedef struct nb__wg_geom {
     int64_t N, C, H, W;    /* input (N, C, H, W) */
     int64_t O, OH, OW;     /* output channels and size (H + 2ph - 2, W + 2pw - 2) */

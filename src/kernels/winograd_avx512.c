@@ -56,6 +56,30 @@ static inline int64_t segment(const nb__wg_geom *g, int64_t t, int64_t t1, int64
     return g->tw - *tx0 < t1 - t ? g->tw - *tx0 : t1 - t;
 }
 
+/* A segment as a record: m tiles from column tx0 of tile row ty of sample
+ * n, at column tt of V and M. */
+typedef struct { int32_t n, ty, tx0, m, tt; } seg;
+
+/* The segments of tiles [t0, t1) (t1 - t0 <= NB__WG_CHUNK_MAX) in order,
+ * then an empty one (m = 0), so that they can be taken two at a time;
+ * returns their count, the empty one not counted. input_narrow and
+ * output_narrow list them once per call rather than once per channel
+ * (input 4% and output 1.4x faster alone); grad_narrow, whose loop is
+ * bound by its stores, ran 15-20% slower that way and finds them as it
+ * goes. */
+static int64_t segments(const nb__wg_geom *g, int64_t t0, int64_t t1, seg *s)
+{
+    int64_t k = 0;
+    for (int64_t t = t0; t < t1; k++) {
+        int64_t n, ty, tx0;
+        const int64_t m = segment(g, t, t1, &n, &ty, &tx0);
+        s[k] = (seg){(int32_t)n, (int32_t)ty, (int32_t)tx0, (int32_t)m, (int32_t)(t - t0)};
+        t += m;
+    }
+    s[k] = (seg){0, 0, 0, 0, (int32_t)(t1 - t0)};
+    return k;
+}
+
 /* The permute of two segments' columns into one vector: lane l < first
  * takes column 2l + s of a (lanes 0-15), the others column 2(l - first) +
  * s of b (lanes 16-31). */
@@ -77,23 +101,21 @@ static void input_narrow(const nb__wg_geom *g, const float *x, int64_t t0, int64
     __m512i idx[8][4]; /* [tiles of the first segment][column 0..3 of a tile] */
     for (int ma = 1; ma < 8; ma++)
         for (int s = 0; s < 4; s++) idx[ma][s] = two_segments(ma, s);
+    seg sg[NB__WG_CHUNK_MAX + 1];
+    const int64_t ns = segments(g, t0, t1, sg);
     for (int64_t c = 0; c < C; c++)
-        for (int64_t t = t0; t < t1;) {
-            int64_t n, ty, tx0;
-            const int64_t ma = segment(g, t, t1, &n, &ty, &tx0);
+        for (int64_t k = 0; k < ns; k += 2) {
+            const seg *a = &sg[k], *b = &sg[k + 1];
             __m512 ra[4], rb[4];
-            down_rows(g, x + (n * C + c) * HW, ty, tx0, ra);
-            const int64_t u = t + ma;
-            int64_t mb = 0;
-            if (u < t1) {
-                mb = segment(g, u, t1, &n, &ty, &tx0);
-                down_rows(g, x + (n * C + c) * HW, ty, tx0, rb);
+            down_rows(g, x + (a->n * C + c) * HW, a->ty, a->tx0, ra);
+            if (b->m) {
+                down_rows(g, x + (b->n * C + c) * HW, b->ty, b->tx0, rb);
             } else {
                 for (int i = 0; i < 4; i++) rb[i] = _mm512_setzero_ps();
             }
-            const __mmask16 st = (__mmask16)((1u << (ma + mb)) - 1u);
-            const __m512i *ix = idx[ma];
-            float *v = V + c * ch + (t - t0);
+            const __mmask16 st = (__mmask16)((1u << (a->m + b->m)) - 1u);
+            const __m512i *ix = idx[a->m];
+            float *v = V + c * ch + a->tt;
             for (int i = 0; i < 4; i++) { /* across: columns 2t, 2t+1, 2t+2, 2t+3 */
                 const __m512 e = _mm512_permutex2var_ps(ra[i], ix[0], rb[i]);
                 const __m512 o = _mm512_permutex2var_ps(ra[i], ix[1], rb[i]);
@@ -105,7 +127,6 @@ static void input_narrow(const nb__wg_geom *g, const float *x, int64_t t0, int64
                 _mm512_mask_storeu_ps(vi + 2 * vs, st, _mm512_sub_ps(e1, o));
                 _mm512_mask_storeu_ps(vi + 3 * vs, st, _mm512_sub_ps(o, o1));
             }
-            t = u + mb;
         }
 }
 
@@ -170,13 +191,13 @@ static void output_narrow(const nb__wg_geom *g, const float *M, int64_t ch, int6
         for (int k = 0; k < 16; k++) il[k] = ((f + k / 2) & 15) + (k % 2) * 16;
         inter[f] = _mm512_loadu_si512(il);
     }
+    seg sg[NB__WG_CHUNK_MAX + 1];
+    const int64_t ns = segments(g, t0, t1, sg);
     for (int64_t o = 0; o < O; o++)
-        for (int64_t t = t0; t < t1;) {
-            int64_t n[2], ty[2], tx0[2], m[2] = {0, 0};
-            m[0] = segment(g, t, t1, &n[0], &ty[0], &tx0[0]);
-            if (t + m[0] < t1) m[1] = segment(g, t + m[0], t1, &n[1], &ty[1], &tx0[1]);
-            const __mmask16 ld = (__mmask16)((1u << (m[0] + m[1])) - 1u);
-            const float *mo = M + o * ch + (t - t0);
+        for (int64_t k = 0; k < ns; k += 2) {
+            const seg *p = &sg[k];
+            const __mmask16 ld = (__mmask16)((1u << (p[0].m + p[1].m)) - 1u);
+            const float *mo = M + o * ch + p->tt;
             __m512 s[2][4];
             for (int j = 0; j < 4; j++) { /* down: A^T m */
                 const __m512 m0 = _mm512_maskz_loadu_ps(ld, mo + j * ms);
@@ -190,17 +211,16 @@ static void output_narrow(const nb__wg_geom *g, const float *M, int64_t ch, int6
             for (int i = 0; i < 2; i++) { /* across: (A^T m) A, then each segment's columns interleaved */
                 const __m512 v0 = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]);
                 const __m512 v1 = _mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]);
-                for (int q = 0, f = 0; q < 2 && m[q]; f += (int)m[q], q++) {
-                    if (2 * ty[q] + i >= g->OH) continue;
-                    const int64_t ow = 2 * tx0[q], nw = OW - ow < 2 * m[q] ? OW - ow : 2 * m[q];
+                for (int q = 0, f = 0; q < 2 && p[q].m; f += p[q].m, q++) {
+                    if (2 * p[q].ty + i >= g->OH) continue;
+                    const int64_t ow = 2 * p[q].tx0, nw = OW - ow < 2 * p[q].m ? OW - ow : 2 * p[q].m;
                     const __mmask16 st = (__mmask16)((1u << nw) - 1u);
-                    float *d = y + (n[q] * O + o) * OHW + (2 * ty[q] + i) * OW + ow;
+                    float *d = y + (p[q].n * O + o) * OHW + (2 * p[q].ty + i) * OW + ow;
                     __m512 v = _mm512_permutex2var_ps(v0, inter[f], v1);
                     v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(st, d), v) : _mm512_add_ps(v, b);
                     _mm512_mask_storeu_ps(d, st, v);
                 }
             }
-            t += m[0] + m[1];
         }
 }
 
