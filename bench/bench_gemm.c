@@ -10,7 +10,8 @@
  * the one that counts) and of the MLP 784-256-128-100-10.
  *
  * OpenBLAS is loaded with dlopen("libopenblas.so.0") when present (Debian's
- * libopenblas0, pulled in by python3-torch), so it is no build dependency;
+ * libopenblas0, which scripts/install-deps.sh --peer installs), so it is
+ * no build dependency;
  * set OPENBLAS_CORETYPE=SkylakeX on this command line for its best kernel.
  * All nabla cases run, then all OpenBLAS cases, twice (the best of both
  * passes counts): idle threads of one library spin for a while and would
@@ -43,13 +44,12 @@ static const shape shapes[] = {
     {"square 1024 TN", 1, 0, 1024, 1024, 1024},
     {"square 1024 TT", 1, 1, 1024, 1024, 1024},
     {"square 2048 NN", 0, 0, 2048, 2048, 2048},
-    /* CNN, batch 64: conv1 1->32 at 28x28 and conv2 32->64 at 14x14 as
-     * per-sample im2col GEMMs (Cout x H*W x Cin*9), then the classifier */
-    {"cnn conv1 fwd 32x784x9", 0, 0, 32, 784, 9},
-    {"cnn conv1 dW 32x9x784 NT", 0, 1, 32, 9, 784},
-    {"cnn conv2 fwd 64x196x288", 0, 0, 64, 196, 288},
-    {"cnn conv2 dX 288x196x64 TN", 1, 0, 288, 196, 64},
-    {"cnn conv2 dW 64x288x196 NT", 0, 1, 64, 288, 196},
+    /* CNN, batch 64: conv2 (32->64 at 14x14) by Winograd F(2x2, 3x3), 16
+     * GEMMs per chunk of 160 tiles (src/kernels/winograd.c; conv1 is
+     * direct, no GEMM), then the classifier */
+    {"cnn conv2 wino fwd 64x160x32 TN", 1, 0, 64, 160, 32},
+    {"cnn conv2 wino dX 32x160x64 TN", 1, 0, 32, 160, 64},
+    {"cnn conv2 wino dW 32x64x160 NT", 0, 1, 32, 64, 160},
     {"cnn fc1 fwd 64x128x3136 NT", 0, 1, 64, 128, 3136},
     {"cnn fc1 dX 64x3136x128", 0, 0, 64, 3136, 128},
     {"cnn fc1 dW 128x3136x64 TN", 1, 0, 128, 3136, 64},
@@ -187,7 +187,7 @@ int main(int argc, char **argv)
         printf("OpenBLAS %s core %s (OPENBLAS_CORETYPE=%s)\n", openblas_get_config(),
                openblas_get_corename(), getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
     else
-        printf("OpenBLAS not found (libopenblas.so.0: apt-get install libopenblas0)\n");
+        printf("OpenBLAS not found (libopenblas.so.0: scripts/install-deps.sh --peer)\n");
     printf("FMA peak (%s probe): 1 thread %.1f GFLOP/s, 2 threads %.1f GFLOP/s\n", nb_gemm_isa(),
            peak[1], peak[2]);
 
@@ -208,7 +208,7 @@ int main(int argc, char **argv)
         }
 
     printf("GFLOP/s (best of 2 x %.2f s), %% of the FMA peak for that thread count, nabla/OpenBLAS\n", secs / 2);
-    printf("%-28s | %7s %5s %8s %6s | %7s %5s %8s %6s | %5s\n", "shape (M x N x K)", "nabla 1", "%pk",
+    printf("%-31s | %7s %5s %8s %6s | %7s %5s %8s %6s | %5s\n", "shape (M x N x K)", "nabla 1", "%pk",
            "OpenBLAS", "ratio", "nabla 2", "%pk", "OpenBLAS", "ratio", "2T/1T");
     double sq_flop = 0, sq_time[2] = {0, 0}, mlp_flop = 0, mlp_time = 0, worst_pk = 1e30, worst_mt = 1e30;
     for (int i = 0; i < NSHAPES; i++) {
@@ -218,7 +218,7 @@ int main(int argc, char **argv)
         double g[2][2];
         for (int l = 0; l < 2; l++)
             for (int th = 0; th < 2; th++) g[l][th] = t[l][th][i] > 0 ? flops(s) / t[l][th][i] * 1e-9 : 0;
-        printf("%-28s | %7.1f %5s %8s %6s | %7.1f %5s %8s %6s | %5.2f\n", s->name, g[0][0],
+        printf("%-31s | %7.1f %5s %8s %6s | %7.1f %5s %8s %6s | %5.2f\n", s->name, g[0][0],
                fmt(b[0], 16, "%.0f", pct(g[0][0], peak[1])),
                fmt(b[1], 16, "%.1f", g[1][0]), fmt(b[2], 16, "%.2f", g[1][0] > 0 ? g[0][0] / g[1][0] : 0),
                g[0][1], fmt(b[3], 16, "%.0f", pct(g[0][1], peak[2])),

@@ -2,7 +2,8 @@
 """PyTorch peer of bench/bench_conv.c: the same convolutions, forward
 (F.conv2d under no_grad) and backward (aten::convolution_backward for the
 input, weight and bias gradients, as nabla's nb__bw_conv2d), best time of
-the runs, GFLOP/s for 1 and 2 threads.
+the runs, GFLOP/s for 1 and 2 threads. The share of the machine's peak is
+bench_conv's column (its FMA probe); compare the GFLOP/s here with it.
 
 Run with Debian's torch:  /usr/bin/python3 bench/torch_conv.py [seconds]
 The last line is the headline number for scripts/bench.sh (2 threads, as
@@ -13,7 +14,6 @@ import time
 
 import torch
 
-PEAK_PER_CORE = 270.0  # GFLOP/s, as bench_conv.c
 CASES = [  # name, N, C, H, W, O, k, pad, stride
     ("vgg 64->64 56x56 b32", 32, 64, 56, 56, 64, 3, 1, 1),
     ("fmnist conv1 1->32 28x28 b64", 64, 1, 28, 28, 32, 3, 1, 1),
@@ -35,10 +35,10 @@ def best(fn, secs):
 def main():
     secs = float(sys.argv[1]) if len(sys.argv) > 1 else 0.5
     torch.manual_seed(0)
-    print("torch %s, mkldnn %s; best of %.1f s; peak %.0f GFLOP/s per core"
-          % (torch.__version__, torch.backends.mkldnn.is_available(), secs, PEAK_PER_CORE))
-    print("%-32s %3s %9s %8s %9s %8s %10s %7s"
-          % ("case", "thr", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s", "fwd+bwd", "% peak"))
+    print("torch %s, mkldnn %s; best of %.1f s"
+          % (torch.__version__, torch.backends.mkldnn.is_available(), secs))
+    print("%-32s %3s %9s %8s %9s %8s %10s"
+          % ("case", "thr", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s", "fwd+bwd"))
     headline = 0.0
     for i, (name, n, c, h, w, o, k, pad, stride) in enumerate(CASES):
         x = torch.rand(n, c, h, w) - 0.5
@@ -62,9 +62,8 @@ def main():
             torch.set_num_threads(th)
             tf, tb = best(fwd, secs), best(bwd, secs)
             gt = 3 * flop / (tf + tb) * 1e-9
-            print("%-32s %3d %9.3f %8.1f %9.3f %8.1f %10.1f %6.1f%%"
-                  % (name, th, tf * 1e3, flop / tf * 1e-9, tb * 1e3, 2 * flop / tb * 1e-9, gt,
-                     100 * gt / (PEAK_PER_CORE * th)))
+            print("%-32s %3d %9.3f %8.1f %9.3f %8.1f %10.1f"
+                  % (name, th, tf * 1e3, flop / tf * 1e-9, tb * 1e3, 2 * flop / tb * 1e-9, gt))
             sys.stdout.flush()
             if i == 0 and th == 2:
                 headline = gt

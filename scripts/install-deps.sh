@@ -3,7 +3,8 @@
 # As root: apt-get installs. As another user: prints the command to run.
 #   scripts/install-deps.sh            build + test + demo dependencies
 #   scripts/install-deps.sh --peer     also python3-torch (fixtures, peer benchmarks,
-#                                      the PyTorch round trip of make test)
+#                                      the PyTorch round trip of make test) and
+#                                      libopenblas0 (bench_gemm's peer)
 # The tests' fuzz runs need clang with libFuzzer (clang, libclang-rt-dev);
 # without them those runs are skipped.
 set -eu
@@ -13,7 +14,7 @@ PKGS="build-essential make zlib1g-dev libpng-dev dataset-fashion-mnist clang lib
 PKGS="$PKGS libopenmpi-dev openmpi-bin"
 # Text corpora of nabla textgen: 唐诗三百首 (tang300) and more Chinese, and English fortunes.
 PKGS="$PKGS fortunes-zh fortunes"
-[ "${1:-}" = "--peer" ] && PKGS="$PKGS python3-torch python3-numpy"
+[ "${1:-}" = "--peer" ] && PKGS="$PKGS python3-torch python3-numpy libopenblas0"
 
 missing=""
 for p in $PKGS; do
