@@ -14,6 +14,16 @@
 #ifdef NB_SIMD_AVX512
 #include <immintrin.h>
 
+/* Brings the line 32 floats past p into L1 before the narrow kernels'
+ * stores reach it. They write 16 streams (one per xi, rows far apart) 56
+ * bytes at a time into a chunk's V or dM, which lives in L2; without this a
+ * stream's next line is fetched only when a store misses it. Measured on
+ * the CNN's conv2 (perf shares of bench_cnn, 2 runs each): input 10.0% ->
+ * 7.6%, grad 4.2% -> 3.2%. The wide kernels, whose stores walk along a row
+ * 32 bytes at a time, ran 7% slower with it. A prefetch never faults, past
+ * the buffer's end included. */
+static inline void store_ahead(const float *p) { _mm_prefetch((const char *)(p + 32), _MM_HINT_T0); }
+
 /* Lanes of the permutes: column 2k + s of the 32 in (lo, hi), k < 8. */
 static __m512i cols(int s)
 {
@@ -122,6 +132,7 @@ static void input_narrow(const nb__wg_geom *g, const float *x, int64_t t0, int64
                 const __m512 e1 = _mm512_permutex2var_ps(ra[i], ix[2], rb[i]);
                 const __m512 o1 = _mm512_permutex2var_ps(ra[i], ix[3], rb[i]);
                 float *vi = v + 4 * i * vs;
+                for (int q = 0; q < 4; q++) store_ahead(vi + q * vs);
                 _mm512_mask_storeu_ps(vi, st, _mm512_sub_ps(e, e1));
                 _mm512_mask_storeu_ps(vi + vs, st, _mm512_add_ps(o, e1));
                 _mm512_mask_storeu_ps(vi + 2 * vs, st, _mm512_sub_ps(e1, o));
@@ -306,6 +317,7 @@ static void grad_narrow(const nb__wg_geom *g, const float *dy, int64_t t0, int64
             float *d = dM + o * ch + (t - t0);
             for (int i = 0; i < 4; i++) {
                 float *di = d + 4 * i * ms;
+                for (int q = 0; q < 4; q++) store_ahead(di + q * ms);
                 _mm512_mask_storeu_ps(di, st, r[i][0]);
                 _mm512_mask_storeu_ps(di + ms, st, _mm512_add_ps(r[i][0], r[i][1]));
                 _mm512_mask_storeu_ps(di + 2 * ms, st, _mm512_sub_ps(r[i][0], r[i][1]));
