@@ -11,6 +11,7 @@
  * briefly before it sleeps. */
 #include "internal.h"
 #include "pool.h"
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -49,18 +50,22 @@ static double now_ns(void)
 
 /* Nonzero on a thread while it runs the tasks of a job with helpers. */
 static _Thread_local int in_job;
+/* The thread's slot in the job it runs (see nb__pool_slot). */
+static _Thread_local int slot;
 
-/* Thread `me` (0: the caller) runs its own task, then any left. */
+int nb__pool_slot(void) { return slot; }
+
+/* Thread `me` (0: the caller) runs the next task left until none is. */
 static void work(nb__pool_job *j, int me)
 {
-    const int n = j->ntasks;
-    for (int i = 0; i < n; i++) {
-        const int t = (me + i) % n;
-        if (!atomic_exchange(&j->taken[t], 1)) {
-            j->run(j, t);
-            atomic_fetch_sub(&j->left, 1);
-        }
+    in_job = 1;
+    slot = me;
+    for (int t; (t = atomic_fetch_add(&j->next, 1)) < j->ntasks;) {
+        j->run(j, t);
+        atomic_fetch_sub(&j->left, 1);
     }
+    in_job = 0;
+    slot = 0;
 }
 
 /* Waits until gen differs from seen (spinning NB_POOL_SPIN_NS, then
@@ -95,11 +100,7 @@ static void *helper_main(void *arg)
         seen = wait_job(seen);
         atomic_fetch_add(&pool.active, 1);
         nb__pool_job *j = atomic_load(&pool.job);
-        if (j && id <= j->helpers) {
-            in_job = 1;
-            work(j, id);
-            in_job = 0;
-        }
+        if (j && id <= j->helpers) work(j, id);
         atomic_fetch_sub(&pool.active, 1);
     }
     return NULL;
@@ -152,22 +153,29 @@ static void wait_zero(atomic_int *v)
     }
 }
 
+/* All of j's tasks on this thread, as slot 0 (also inside another job's
+ * task, whose slot is restored after). */
 static void run_alone(nb__pool_job *j)
 {
+    const int outer = slot;
+    slot = 0;
     for (int t = 0; t < j->ntasks; t++) j->run(j, t);
+    slot = outer;
 }
 
 void nb__pool_run(nb__pool_job *j)
 {
     const int n = j->ntasks;
-    if (n <= 1 || in_job || pthread_mutex_trylock(&pool.run) != 0) {
+    int threads = j->threads > 0 && j->threads < n ? j->threads : n;
+    if (threads > NB__POOL_MAX_THREADS) threads = NB__POOL_MAX_THREADS;
+    if (threads <= 1 || in_job || pthread_mutex_trylock(&pool.run) != 0) {
         run_alone(j);
         return;
     }
-    const int started = start_helpers(n - 1);
-    j->helpers = started < n - 1 ? started : n - 1;
+    const int started = start_helpers(threads - 1);
+    j->helpers = started < threads - 1 ? started : threads - 1;
+    atomic_init(&j->next, 0);
     atomic_init(&j->left, n);
-    for (int t = 0; t < n; t++) atomic_init(&j->taken[t], 0);
     atomic_store(&pool.job, j);
     atomic_fetch_add(&pool.gen, 1);
     if (atomic_load(&pool.sleepers) > 0) {
@@ -175,9 +183,7 @@ void nb__pool_run(nb__pool_job *j)
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
     }
-    in_job = 1;
     work(j, 0);
-    in_job = 0;
     wait_zero(&j->left); /* tasks that helpers still run */
     atomic_store(&pool.job, NULL);
     wait_zero(&pool.active); /* nobody reads *j any more */
@@ -200,18 +206,23 @@ static void run_range(nb__pool_job *j, int part)
     if (hi > lo) r->fn(r->ctx, lo, hi, part);
 }
 
-void nb__par_for(int64_t n, int parts, nb__range_fn fn, void *ctx)
+void nb__par_for_shared(int64_t n, int64_t parts, int threads, nb__range_fn fn, void *ctx)
 {
     if (n <= 0) return;
-    if (parts < 1) parts = 1;
-    if (parts > NB__POOL_MAX_THREADS) parts = NB__POOL_MAX_THREADS;
-    if (parts > n) parts = (int)n;
-    if (parts == 1) {
+    if (parts > n) parts = n;
+    if (parts > INT_MAX) parts = INT_MAX;
+    if (parts <= 1) {
         fn(ctx, 0, n, 0);
         return;
     }
-    range_job r = {.job = {.run = run_range, .ntasks = parts}, .n = n, .fn = fn, .ctx = ctx};
+    range_job r = {.job = {.run = run_range, .ntasks = (int)parts, .threads = threads}, .n = n, .fn = fn, .ctx = ctx};
     nb__pool_run(&r.job);
+}
+
+void nb__par_for(int64_t n, int parts, nb__range_fn fn, void *ctx)
+{
+    if (parts > NB__POOL_MAX_THREADS) parts = NB__POOL_MAX_THREADS;
+    nb__par_for_shared(n, parts, parts, fn, ctx);
 }
 
 int nb__par_parts(int64_t n, int par)

@@ -1,13 +1,14 @@
 /* The library's one thread pool: nb_gemm and every parallel loop of the
  * ops and optimizers run on it (private to libnabla).
  *
- * A job is a fixed number of tasks. The caller and up to ntasks - 1 helper
- * threads each claim their own task first, then any left, so the caller
- * never waits for a helper that has not started: a late or descheduled
- * helper finds its task done by the others. Which thread runs a task never
- * changes a result bit. One job runs at a time; a job started while another
- * runs (a loop inside a task, another thread's call) runs all its tasks on
- * its caller. */
+ * A job is a fixed number of tasks run by the caller and up to threads - 1
+ * helper threads (threads <= ntasks). Each thread claims the next task not
+ * yet taken until none is left, so the caller never waits for a helper
+ * that has not started (a late or descheduled helper finds the tasks done
+ * by the others), and with more tasks than threads the faster thread runs
+ * more of them. Which thread runs a task never changes a result bit. One
+ * job runs at a time; a job started while another runs (a loop inside a
+ * task, another thread's call) runs all its tasks on its caller. */
 #ifndef NABLA_POOL_H
 #define NABLA_POOL_H
 
@@ -19,16 +20,21 @@
 typedef struct nb__pool_job nb__pool_job;
 struct nb__pool_job {
     void (*run)(nb__pool_job *j, int task); /* computes task 0 .. ntasks-1 */
-    int ntasks;                             /* <= NB__POOL_MAX_THREADS */
+    int ntasks;                             /* >= 1 */
+    int threads;                            /* at most; 0: ntasks (<= NB__POOL_MAX_THREADS) */
     /* the pool's bookkeeping */
     int helpers;
-    atomic_int left;
-    atomic_bool taken[NB__POOL_MAX_THREADS];
+    atomic_int next, left;
 };
 
 /* Runs every task of j (on the caller alone when ntasks is 1 or the pool is
  * busy) and returns when all are done. */
 void nb__pool_run(nb__pool_job *j);
+
+/* The thread running the current task: 0 for the job's caller (and
+ * outside jobs), 1 .. threads-1 for helpers; an index for per-thread
+ * scratch in a job of more tasks than threads. */
+int nb__pool_slot(void);
 
 /* The parallel loop of the ops: fn(ctx, lo, hi, part) for `parts`
  * contiguous ranges [lo, hi) that cover [0, n), of sizes differing by at
@@ -36,6 +42,13 @@ void nb__pool_run(nb__pool_job *j);
  * depend on n and parts alone. */
 typedef void (*nb__range_fn)(void *ctx, int64_t lo, int64_t hi, int part);
 void nb__par_for(int64_t n, int parts, nb__range_fn fn, void *ctx);
+
+/* The same loop over `parts` ranges run by at most `threads` threads
+ * (threads <= NB__POOL_MAX_THREADS), each taking the next range as it
+ * finishes one: for loops whose ranges may take unequal times (a busy
+ * core, a helper that starts late). fn finds its thread's scratch by
+ * nb__pool_slot(). */
+void nb__par_for_shared(int64_t n, int64_t parts, int threads, nb__range_fn fn, void *ctx);
 
 /* How many parts a loop of n items should use: 1 when !par, else the
  * thread count (nb_get_threads) capped by n. Inside a task of a running

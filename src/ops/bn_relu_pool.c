@@ -236,7 +236,7 @@ static nb_tensor *bp_forward(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_te
     else {
         bp_job j = {.s = s, .weight = weight, .bias = bias, .running_mean = running_mean, .running_var = running_var,
                     .y = y, .eps = eps, .momentum = momentum, .sync = sync != NULL, .K = K};
-        nb__par_for(C, nb__par_parts(C, N * C * S >= BP_PAR_MIN), bp_forward_channels, &j);
+        nb__par_for_shared(C, C, nb__par_parts(C, N * C * S >= BP_PAR_MIN), bp_forward_channels, &j);
     }
     *sp = s;
     return out;
@@ -386,7 +386,7 @@ nb_status nb__bw_batch_norm_relu_max_pool(nb_ctx *ctx, nb__node *nd)
     if (s->synced) return bw_synced(ctx, s, w, nd->out->grad, dx, dw, db, fresh, K);
     if (numel == 0) return NB_OK;
     bp_job j = {.s = nd->saved, .weight = w, .K = K, .dy = nd->out->grad, .dx = dx, .dw = dw, .db = db, .fresh = fresh};
-    nb__par_for(C, nb__par_parts(C, numel >= BP_PAR_MIN), bp_backward_channels, &j);
+    nb__par_for_shared(C, C, nb__par_parts(C, numel >= BP_PAR_MIN), bp_backward_channels, &j);
     return NB_OK;
 }
 
@@ -502,8 +502,9 @@ static void cbp_pair(const cbp_job *j, int64_t c0, float *planes, float *pad, fl
 
 static void cbp_pairs(void *ctx, int64_t lo, int64_t hi, int part)
 {
+    (void)part;
     const cbp_job *j = ctx;
-    float *sc = j->scratch + part * j->sf;
+    float *sc = j->scratch + nb__pool_slot() * j->sf;
     for (int64_t pr = lo; pr < hi; pr++) cbp_pair(j, 2 * pr, sc + j->pf + j->af, sc, sc + j->pf);
 }
 
@@ -528,7 +529,7 @@ nb_status nb__bw_conv_batch_norm_relu_max_pool(nb_ctx *ctx, nb__node *nd)
     j.af = 2 * (cs->cd.kh * cs->cd.kw + 1) * NB__CD_LANES;
     /* the planes get two more of slack: weight_acc prefetches the two planes
      * after its pair (the next pair's, in the convolution's own layout),
-     * which must not be another part's scratch that its thread is writing */
+     * which must not be another thread's scratch that it is writing */
     j.sf = (j.pf + j.af + 4 * S + 15) / 16 * 16;
     const int nth = nb__par_parts(pairs, s->N * C * S >= BP_PAR_MIN);
     j.sg = nb_arena_alloc(ar, (size_t)(2 * C) * sizeof(double));
@@ -541,6 +542,6 @@ nb_status nb__bw_conv_batch_norm_relu_max_pool(nb_ctx *ctx, nb__node *nd)
         if (st) return st;
         j.have_sums = 1;
     }
-    nb__par_for(pairs, nth, cbp_pairs, &j);
+    nb__par_for_shared(pairs, pairs, nth, cbp_pairs, &j);
     return NB_OK;
 }

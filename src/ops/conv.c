@@ -462,8 +462,9 @@ static float *direct_pads(nb_ctx *ctx, const cv_geom *g, int nth)
 }
 
 /* Samples of a one-channel convolution (forward: x, w, bias into y) or
- * runs of them (weight gradient: x, dy into acc, a partial sum per run);
- * each thread has its padded plane, pads + slot * pf. */
+ * runs of them (weight gradient: x, dy into acc, a partial sum per run),
+ * the tasks of a shared loop (see wino_job); each thread has its padded
+ * plane, pads + nb__pool_slot() * pf. */
 typedef struct {
     const cv_geom *g;
     const nb__conv_direct_kernels *K;
@@ -472,23 +473,26 @@ typedef struct {
     int64_t pf, accf, parts;
 } direct_job;
 
-static void direct_samples(void *ctx, int64_t lo, int64_t hi, int slot)
+static void direct_samples(void *ctx, int64_t lo, int64_t hi, int part)
 {
+    (void)part;
     const direct_job *j = ctx;
     const cv_geom *g = j->g;
+    float *pad = j->pads + nb__pool_slot() * j->pf;
     for (int64_t n = lo; n < hi; n++)
-        j->K->forward(&g->cd, j->x + n * g->H * g->W, j->w, j->bias, j->y + n * g->O * g->P, j->pads + slot * j->pf);
+        j->K->forward(&g->cd, j->x + n * g->H * g->W, j->w, j->bias, j->y + n * g->O * g->P, pad);
 }
 
 /* Runs p of samples, each summed into its own acc + p * accf. */
-static void direct_weight_runs(void *ctx, int64_t lo, int64_t hi, int slot)
+static void direct_weight_runs(void *ctx, int64_t lo, int64_t hi, int part)
 {
+    (void)part;
     const direct_job *j = ctx;
     const cv_geom *g = j->g;
+    float *pad = j->pads + nb__pool_slot() * j->pf;
     for (int64_t p = lo; p < hi; p++)
         for (int64_t n = g->N * p / j->parts; n < g->N * (p + 1) / j->parts; n++)
-            j->K->weight_acc(&g->cd, j->x + n * g->H * g->W, j->dy + n * g->O * g->P, j->acc + p * j->accf,
-                             j->pads + slot * j->pf);
+            j->K->weight_acc(&g->cd, j->x + n * g->H * g->W, j->dy + n * g->O * g->P, j->acc + p * j->accf, pad);
 }
 
 static void direct_forward(nb_ctx *ctx, const cv_geom *g, const float *x, const float *w, const float *b,
@@ -507,7 +511,7 @@ static void direct_forward(nb_ctx *ctx, const cv_geom *g, const float *x, const 
         for (int64_t o = 0; o < g->O; o++) bc[o] = b[o * bs];
     direct_job j = {.g = g, .K = K, .x = x, .w = w, .bias = bc ? bc : b, .y = y, .pads = pads,
                     .pf = nb__cd_pad_floats(&g->cd)};
-    nb__par_for(g->N, nth, direct_samples, &j);
+    nb__par_for_shared(g->N, g->N, nth, direct_samples, &j);
 }
 
 /* dw (O x kh*kw) and db (O), either NULL, += the sums over the batch:
@@ -520,14 +524,13 @@ static nb_status direct_weight(nb_ctx *ctx, const cv_geom *g, const float *x, co
     const int64_t parts = g->N < CV_PARTS_MAX ? g->N : CV_PARTS_MAX, pf = nb__cd_pad_floats(&g->cd);
     const int64_t accf = (g->O + NB__CD_OB - 1) / NB__CD_OB * NB__CD_OB * (T + 1) * NB__CD_LANES;
     const double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
-    int nth = items_threads(parts, flops);
-    if (nth > 1 && parts % nth) nth = 1;
+    const int nth = items_threads(parts, flops);
     float *acc = nb_arena_calloc(nb_ctx_arena(ctx), (size_t)(accf * parts) * sizeof(float));
     float *pads = direct_pads(ctx, g, nth);
     if (!acc || !pads) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for partial sums");
     direct_job j = {.g = g, .K = K, .x = x, .dy = dy, .acc = acc, .pads = pads, .pf = pf, .accf = accf,
                     .parts = parts};
-    nb__par_for(parts, nth, direct_weight_runs, &j);
+    nb__par_for_shared(parts, parts, nth, direct_weight_runs, &j);
     for (int64_t o = 0; o < g->O; o++)
         for (int t = 0; t <= T; t++) {
             float lane[NB__CD_LANES];
@@ -569,7 +572,12 @@ static int wino_fits(const cv_geom *g)
 
 /* Winograd chunks: forward (U, x, bias b into y, added when add) or
  * weight gradient (runs p of chunks of x and dy, each into dU + p * us);
- * each thread has its workspace, ws + slot * wsf. */
+ * each thread has its workspace, ws + nb__pool_slot() * wsf. The chunks
+ * (runs) are the tasks of a shared loop: a thread takes the next as it
+ * finishes one, so a core that runs slower (another process on it, a
+ * helper that starts late) holds up the step by one chunk at most; with
+ * one range per thread the caller waited 20% of its time for the helper
+ * in these loops (perf, bench_cnn). */
 typedef struct {
     const nb__wg_geom *wg;
     const float *U, *x, *b, *dy;
@@ -578,16 +586,19 @@ typedef struct {
     int64_t wsf, us, parts;
 } wino_job;
 
-static void wino_chunks(void *ctx, int64_t lo, int64_t hi, int slot)
+static void wino_chunks(void *ctx, int64_t lo, int64_t hi, int part)
 {
+    (void)part;
     const wino_job *j = ctx;
-    for (int64_t k = lo; k < hi; k++) nb__wg_chunk(j->wg, j->U, j->x, j->b, j->add, j->y, k, j->ws + slot * j->wsf);
+    float *ws = j->ws + nb__pool_slot() * j->wsf;
+    for (int64_t k = lo; k < hi; k++) nb__wg_chunk(j->wg, j->U, j->x, j->b, j->add, j->y, k, ws);
 }
 
-static void wino_grad_runs(void *ctx, int64_t lo, int64_t hi, int slot)
+static void wino_grad_runs(void *ctx, int64_t lo, int64_t hi, int part)
 {
+    (void)part;
     const wino_job *j = ctx;
-    const int64_t nchunks = j->wg->nchunks;
+    const int64_t nchunks = j->wg->nchunks, slot = nb__pool_slot();
     for (int64_t p = lo; p < hi; p++) {
         const int64_t k0 = nchunks * p / j->parts, k1 = nchunks * (p + 1) / j->parts;
         for (int64_t k = k0; k < k1; k++)
@@ -616,7 +627,7 @@ static int wino_run(nb_ctx *ctx, int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, 
         for (int64_t o = 0; o < Co; o++) bc[o] = b[o * bs];
     nb__wg_weights(w, flip ? Ci : Co, flip ? Co : Ci, flip, U);
     wino_job j = {.wg = &wg, .U = U, .x = x, .b = bc ? bc : b, .add = add, .y = y, .ws = ws, .wsf = wsf};
-    nb__par_for(wg.nchunks, nth, wino_chunks, &j);
+    nb__par_for_shared(wg.nchunks, wg.nchunks, nth, wino_chunks, &j);
     return 1;
 }
 
@@ -672,14 +683,13 @@ static nb_status wino_weight(nb_ctx *ctx, const cv_geom *g, const float *x, cons
     int64_t parts = wg.nchunks < CV_PARTS_MAX ? wg.nchunks : CV_PARTS_MAX;
     while (parts > 1 && (uint64_t)parts * (uint64_t)us * sizeof(float) > CV_PARTS_BYTES) parts--;
     const double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
-    int nth = items_threads(parts, flops);
-    if (nth > 1 && parts % nth) nth = 1;
+    const int nth = items_threads(parts, flops);
     nb_arena *ar = nb_ctx_arena(ctx);
     float *dU = nb_arena_alloc(ar, (size_t)(us * parts) * sizeof(float));
     float *ws = nb_arena_alloc(ar, (size_t)(wsf * nth) * sizeof(float));
     if (!dU || !ws) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for the Winograd workspace");
     wino_job j = {.wg = &wg, .x = x, .dy = dy, .dU = dU, .ws = ws, .wsf = wsf, .us = us, .parts = parts};
-    nb__par_for(parts, nth, wino_grad_runs, &j);
+    nb__par_for_shared(parts, parts, nth, wino_grad_runs, &j);
     wg_kernel_job k = {dU, parts, g->O, g->C, dw};
     nb__par_for(g->O * g->C, nb__par_parts(g->O * g->C, parts * g->O * g->C >= CV_WG_KERNELS_PAR), wg_kernels, &k);
     return NB_OK;
