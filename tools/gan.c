@@ -119,7 +119,7 @@ static void json_num(FILE *f, const char *key, double v)
 /* ---- the scoring classifier ---------------------------------------------------
  * The zoo's CNN trained by `nabla train` itself, so the scores rest on a
  * checked, reproducible training step rather than on a shipped blob: the
- * CNN's own recipe (10 epochs, test accuracy 0.926), not a shortened one (2
+ * CNN's own recipe (10 epochs, test accuracy 0.9255), not a shortened one (2
  * epochs reach 0.899, a judge less sure of real images too). */
 static int load_classifier(const gan_args *a, nb_model **out)
 {
