@@ -211,6 +211,7 @@ void nb__par_for_shared(int64_t n, int64_t parts, int threads, nb__range_fn fn, 
     if (n <= 0) return;
     if (parts > n) parts = n;
     if (parts > INT_MAX) parts = INT_MAX;
+    if (threads < 1) threads = 1;
     if (parts <= 1) {
         fn(ctx, 0, n, 0);
         return;

@@ -27,8 +27,8 @@ struct nb__pool_job {
     atomic_int next, left;
 };
 
-/* Runs every task of j (on the caller alone when ntasks is 1 or the pool is
- * busy) and returns when all are done. */
+/* Runs every task of j (on the caller alone when it has one thread or the
+ * pool is busy) and returns when all are done. */
 void nb__pool_run(nb__pool_job *j);
 
 /* The thread running the current task: 0 for the job's caller (and
@@ -44,7 +44,7 @@ typedef void (*nb__range_fn)(void *ctx, int64_t lo, int64_t hi, int part);
 void nb__par_for(int64_t n, int parts, nb__range_fn fn, void *ctx);
 
 /* The same loop over `parts` ranges run by at most `threads` threads
- * (threads <= NB__POOL_MAX_THREADS), each taking the next range as it
+ * (1 .. NB__POOL_MAX_THREADS), each taking the next range as it
  * finishes one: for loops whose ranges may take unequal times (a busy
  * core, a helper that starts late). fn finds its thread's scratch by
  * nb__pool_slot(). */
