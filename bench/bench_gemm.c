@@ -5,9 +5,10 @@
  *
  * Shapes: squares (n = 256 ... 2048) in the transpose combinations a
  * backward pass uses (Y = X W^T: NT; dX = dY W: NN; dW = dY^T X: TN), the
- * GEMMs of one training step of the notes' CNN (batch 64; the conv GEMMs
- * run per sample inside the conv's own threads, so their 1-thread figure is
- * the one that counts) and of the MLP 784-256-128-100-10.
+ * GEMMs of one training step of the notes' CNN (batch 64; the Winograd
+ * GEMMs of its second convolution run per chunk inside the conv's own
+ * tasks, so their 1-thread figure is the one that counts) and of the MLP
+ * 784-256-128-100-10.
  *
  * OpenBLAS is loaded with dlopen("libopenblas.so.0") when present (Debian's
  * libopenblas0, which scripts/install-deps.sh --peer installs), so it is

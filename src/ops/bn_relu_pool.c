@@ -452,8 +452,9 @@ nb_tensor *nb__conv_batch_norm_relu_max_pool(nb_ctx *ctx, nb_tensor *x, nb_tenso
     return out;
 }
 
-/* Backward over pairs of channels; scratch per part: two dx planes, the
- * kernels' padded image and the pair's partial sums. */
+/* Backward over pairs of channels, the tasks of a shared loop; scratch per
+ * thread (nb__pool_slot): two dx planes, the kernels' padded image and the
+ * pair's partial sums. */
 typedef struct {
     const cbp_saved *cs;
     const nb_tensor *w;
@@ -463,7 +464,7 @@ typedef struct {
     int have_sums;                      /* sg, sgx already summed (synchronised) */
     const nb__bn_pool_kernels *K;
     float *scratch;
-    int64_t sf, pf, af;                 /* floats of scratch per part; of which pad, acc */
+    int64_t sf, pf, af;                 /* floats of scratch per thread; of which pad, acc */
 } cbp_job;
 
 static void cbp_pair(const cbp_job *j, int64_t c0, float *planes, float *pad, float *acc)
