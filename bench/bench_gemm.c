@@ -14,10 +14,12 @@
  * libopenblas0, which scripts/install-deps.sh --peer installs), so it is
  * no build dependency;
  * set OPENBLAS_CORETYPE=SkylakeX on this command line for its best kernel.
- * All nabla cases run, then all OpenBLAS cases, twice (the best of both
- * passes counts): idle threads of one library spin for a while and would
- * slow the other's two-thread runs, and two passes let both libraries meet
- * the quiet moments of a shared machine.
+ * All nabla cases run, then all OpenBLAS cases, PASSES times (the best of
+ * the passes counts): idle threads of one library spin for a while and
+ * would slow the other's two-thread runs, and passes spread over the run
+ * let both libraries meet the quiet moments of a shared machine (its
+ * disturbances last seconds: with 2 passes, one shape's 1- or 2-thread
+ * figure fell 15-25% in about one run of three).
  *
  * The last two lines are the figures scripts/bench.sh puts in its table:
  *   "peer OpenBLAS ... square n>=512, 1 thread: 250.0 GFLOP/s"
@@ -138,10 +140,12 @@ static float *randm(size_t n, unsigned *seed)
 }
 
 /* Seconds per call: the best over repeated calls for `secs` seconds, and
- * over at least MIN_CALLS calls (the least disturbed by the rest of the
- * machine; a 2048^3 product takes 0.1 s, and the best of one or two calls
- * read 73% of the peak in a run where three others read 85-87%). */
-#define MIN_CALLS 4
+ * over at least MIN_CALLS calls per pass (the least disturbed by the rest
+ * of the machine; a 2048^3 product takes 0.1 s, and the best of one or two
+ * calls in all read 73% of the peak in a run where three others read
+ * 85-87%). */
+#define PASSES 4
+#define MIN_CALLS 2
 
 static double run(lib l, const shape *s, double secs)
 {
@@ -197,24 +201,24 @@ int main(int argc, char **argv)
     printf("FMA peak (%s probe): 1 thread %.1f GFLOP/s, 2 threads %.1f GFLOP/s\n", nb_gemm_isa(),
            peak[1], peak[2]);
 
-    /* seconds per call: [library][threads - 1][shape]; the best of two
+    /* seconds per call: [library][threads - 1][shape]; the best of the
      * passes, so that both libraries see the machine's quiet moments */
     static double t[2][2][NSHAPES];
-    for (int pass = 0; pass < 2; pass++)
+    for (int pass = 0; pass < PASSES; pass++)
         for (int l = 0; l < (have_blas ? 2 : 1); l++) {
             if (have_blas) usleep(300000); /* let the other library's threads sleep */
             for (int i = 0; i < NSHAPES; i++) {
                 if (filter && !strstr(shapes[i].name, filter)) continue;
                 for (int th = 1; th <= 2; th++) {
                     set_threads((lib)l, th);
-                    const double s = run((lib)l, &shapes[i], secs / 2);
+                    const double s = run((lib)l, &shapes[i], secs / PASSES);
                     if (pass == 0 || s < t[l][th - 1][i]) t[l][th - 1][i] = s;
                 }
             }
         }
 
-    printf("GFLOP/s (best of 2 x %.2f s, at least %d calls each), %% of the FMA peak for that thread count, "
-           "nabla/OpenBLAS\n", secs / 2, MIN_CALLS);
+    printf("GFLOP/s (best of %d x %.2f s, at least %d calls each), %% of the FMA peak for that thread count, "
+           "nabla/OpenBLAS\n", PASSES, secs / PASSES, MIN_CALLS);
     printf("%-31s | %7s %5s %8s %6s | %7s %5s %8s %6s | %5s\n", "shape (M x N x K)", "nabla 1", "%pk",
            "OpenBLAS", "ratio", "nabla 2", "%pk", "OpenBLAS", "ratio", "2T/1T");
     double sq_flop = 0, sq_time[2] = {0, 0}, mlp_flop = 0, mlp_time = 0, worst_pk = 1e30, worst_mt = 1e30;
