@@ -1,7 +1,9 @@
 # nabla — GNU make build. `make help` lists the targets.
 CC       ?= cc
 PREFIX   ?= /usr/local
-BUILD    ?= build
+# BLAS=openblas builds apart (build-openblas/): objects do not track the flags
+# they were built with, so one tree holding both builds would mix them.
+BUILD    ?= $(if $(filter openblas,$(BLAS)),build-openblas,build)
 OPT      ?= -O3
 CFLAGS   ?= $(OPT) -g
 # Threads come from the library's own pool (src/core/pool.c, pthreads);
@@ -104,7 +106,7 @@ $(LF_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(LF_DIR)/libnabla.a
 	$(CLANG) $(LF_FLAGS) -fsanitize=fuzzer -o $@ $< $(LF_DIR)/libnabla.a -lz -lpng -lm
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh $(if $(filter openblas,$(BLAS)),--blas)
 
 test: deps all $(BUILD)/run_tests $(BUILD)/readme_example $(FUZZ_BIN) $(if $(HAVE_LIBFUZZER),$(LF_BIN))
 	NABLA_BUILD=$(BUILD) FUZZ_TEST_SECONDS=$(FUZZ_TEST_SECONDS) $(BUILD)/run_tests
@@ -142,7 +144,7 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|' nabla.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nabla.pc
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-openblas
 
 help:
 	@echo "make          build build/libnabla.a, build/libnabla.so, build/nabla"
@@ -152,6 +154,7 @@ help:
 	@echo "make asan     the tests under address and undefined-behaviour sanitizers"
 	@echo "make fuzz     run each libFuzzer target FUZZ_SECONDS (default 60; needs clang)"
 	@echo "make install  PREFIX=/usr/local: headers, libraries, nabla.pc, the CLI"
-	@echo "make BLAS=openblas  use OpenBLAS for GEMM (comparison only)"
+	@echo "make BLAS=openblas  use OpenBLAS for GEMM (comparison only), in build-openblas/;"
+	@echo "                    its headers: scripts/install-deps.sh --blas"
 
 .PHONY: all deps test asan demo bench fuzz fuzz-build install clean help

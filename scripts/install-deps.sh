@@ -5,6 +5,8 @@
 #   scripts/install-deps.sh --peer     also python3-torch (fixtures, peer benchmarks,
 #                                      the PyTorch round trip of make test) and
 #                                      libopenblas0 (bench_gemm's peer)
+#   scripts/install-deps.sh --blas     also libopenblas-dev (make BLAS=openblas)
+# The two options may be given together.
 # The tests' fuzz runs need clang with libFuzzer (clang, libclang-rt-dev);
 # without them those runs are skipped.
 set -eu
@@ -14,7 +16,13 @@ PKGS="build-essential make zlib1g-dev libpng-dev dataset-fashion-mnist clang lib
 PKGS="$PKGS libopenmpi-dev openmpi-bin"
 # Text corpora of nabla textgen: 唐诗三百首 (tang300) and more Chinese, and English fortunes.
 PKGS="$PKGS fortunes-zh fortunes"
-[ "${1:-}" = "--peer" ] && PKGS="$PKGS python3-torch python3-numpy libopenblas0"
+for opt in "$@"; do
+    case "$opt" in
+        --peer) PKGS="$PKGS python3-torch python3-numpy libopenblas0" ;;
+        --blas) PKGS="$PKGS libopenblas-dev" ;;
+        *) echo "install-deps.sh: unknown option $opt (--peer, --blas)" >&2; exit 2 ;;
+    esac
+done
 
 missing=""
 for p in $PKGS; do
