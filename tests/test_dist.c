@@ -5,6 +5,7 @@
  * run as root unless told, so the jobs get OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM). */
 #include "test.h"
 #include "../src/ops/batchnorm.h" /* the synchronised BatchNorm hook */
+#include "../src/kernels/simd.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -168,7 +169,7 @@ TEST(dist_sync_batchnorm_hook_equals_whole_batch)
     nb_rng_seed(&g, 11);
     for (int i = 0; i < SB_N * MAXROW; i++) x[i] = 3.0f + 2.0f * nb_rng_normal(&g), r[i] = nb_rng_normal(&g);
     for (int kind = 0; kind < 4; kind++) {
-        if (kind == 3 && !__builtin_cpu_supports("avx512f")) continue; /* the fused conv needs its kernels */
+        if (kind == 3 && !nb__cpu_avx512()) continue; /* the fused conv needs its kernels */
         float y1[SB_N * MAXROW], dx1[SB_N * MAXROW], y2[SB_N * MAXROW], dx2[SB_N * MAXROW];
         sb_run whole = {kind, SB_N, 0, x, r, y1, dx1, {0}, {0}, {0}, {0}, {0}, NULL, NB_OK};
         run_bn(&whole);

@@ -15,6 +15,7 @@
 #include "test.h"
 #include "gradcheck.h"
 #include "../src/ops/batchnorm.h"
+#include "../src/kernels/simd.h"
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -128,6 +129,7 @@ static const fused_cfg fused_cfgs[] = {
     {2, 4, 10, 6, 0, 1, 0},    /* evaluation */
     {2, 3, 6, 5, 1, 1, 1},     /* transposed (strided) input */
     {64, 8, 14, 14, 1, 1, 0},  /* the CNN's second block, fewer channels */
+    {1, 2, 5, 1001, 1, 1, 0},  /* rows of 500 outputs: 31 vector steps and a tail */
 };
 
 TEST(fused_bn_relu_pool_matches_three_ops)
@@ -156,6 +158,7 @@ TEST(fused_bn_relu_pool_matches_three_ops)
 
 TEST(fused_bn_relu_pool_simd_matches_portable)
 {
+    if (!nb__cpu_avx512()) SKIP("no AVX-512 on this CPU: only the portable kernels run");
     for (size_t i = 0; i < sizeof fused_cfgs / sizeof fused_cfgs[0]; i++) {
         const fused_cfg *k = &fused_cfgs[i];
         fused_out a, b;
@@ -467,7 +470,11 @@ TEST(conv2d_simd_paths_match_portable)
         {2, 2, 9, 37, 3, 3, 5, {{2, 1}, {1, 2}, {2, 1}, 1}, 1},
         {1, 4, 8, 20, 4, 3, 3, {{1, 1}, {2, 2}, {2, 2}, 2}, 0},
         {3, 2, 7, 6, 2, 1, 3, {{3, 1}, {0, 1}, {1, 1}, 1}, 1},
+        /* long rows: many vector steps and a tail */
+        {1, 1, 4, 1001, 3, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1},
+        {1, 2, 4, 1000, 2, 3, 5, {{1, 1}, {1, 2}, {1, 1}, 1}, 1},
     };
+    if (!nb__cpu_avx512()) SKIP("no AVX-512 on this CPU: only the portable kernels run");
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
         int64_t n1 = 0, n2 = 0, wi = 0;
         int old = nb__conv_use_simd(1);
@@ -503,6 +510,7 @@ TEST(conv2d_winograd_matches_im2col)
         {2, 12, 9, 6, 10, 3, 3, {{1, 1}, {0, 0}, {1, 1}, 1}, 1},
         {1, 8, 5, 8, 9, 3, 3, {{1, 1}, {2, 2}, {1, 1}, 1}, 0},
         {2, 16, 3, 3, 8, 3, 3, {{1, 1}, {0, 2}, {1, 1}, 1}, 1},
+        {1, 3, 4, 1001, 2, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1}, /* 501 tiles a row */
     };
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
         int64_t n1 = 0, n2 = 0, n3 = 0, wi;

@@ -3,6 +3,7 @@
  * and tie rules, option and shape errors, dropout statistics and
  * determinism, and the modules' reprs. */
 #include "test.h"
+#include "../src/kernels/simd.h"
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -203,8 +204,9 @@ TEST(pool_simd_kernels_match_portable)
                              {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}},
                              {.kernel = {3, 3}, .stride = {2, 2}, .ceil_mode = 1, .count_include_pad = 1},
                              {.kernel = {2, 2}, .ceil_mode = 1}};
+    if (!nb__cpu_avx512()) SKIP("no AVX-512 on this CPU: only the portable kernels run");
     int old = nb__pool_use_simd(1), bad = 0;
-    for (int w = 3; w <= 75 && !bad; w += (w < 40 ? 1 : 7)) {
+    for (int w = 3; w <= 1001 && !bad; w = w < 40 ? w + 1 : w < 75 ? w + 7 : w < 1000 ? 1000 : w + 1) {
         nb_ctx *ctx = nb_ctx_new((uint64_t)w);
         nb_tensor *x = nb_tensor_randn(ctx, NB_SHAPE(2, 3, 7, w));
         CHECK(x);
@@ -225,6 +227,35 @@ TEST(pool_simd_kernels_match_portable)
                 free(a);
                 free(b);
             }
+        }
+        nb_ctx_free(ctx);
+    }
+    nb__pool_use_simd(old);
+}
+
+/* Adaptive average pooling sums spans of 32 or more in 64 running sums
+ * (sum64): the AVX-512 kernel gives the portable one's bits for every span
+ * length around its steps, as whole rows (output height 1) and as parts
+ * of a row. */
+TEST(pool_adaptive_sum_simd_matches_portable)
+{
+    if (!nb__cpu_avx512()) SKIP("no AVX-512 on this CPU: only the portable kernels run");
+    static const int64_t widths[] = {32, 33, 47, 63, 64, 65, 127, 128, 129, 1000, 1001};
+    int old = nb__pool_use_simd(1);
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        nb_ctx *ctx = nb_ctx_new((uint64_t)widths[i]);
+        nb_tensor *x = nb_tensor_randn(ctx, NB_SHAPE(2, 3, 3, widths[i]));
+        CHECK(x);
+        const int64_t out[3][2] = {{1, 1}, {3, 1}, {1, 2}}; /* whole plane, whole rows, half rows */
+        for (int o = 0; o < 3; o++) {
+            nb__pool_use_simd(0);
+            nb_tensor *a = nb_adaptive_avg_pool2d(ctx, x, out[o][0], out[o][1]);
+            nb__pool_use_simd(1);
+            nb_tensor *b = nb_adaptive_avg_pool2d(ctx, x, out[o][0], out[o][1]);
+            CHECK_MSG(a && b, "width %lld: %s", (long long)widths[i], nb_last_error());
+            CHECK_MSG(!memcmp(a->data, b->data, (size_t)nb_tensor_numel(a) * sizeof(float)),
+                      "width %lld, output %lldx%lld: AVX-512 and portable sums differ", (long long)widths[i],
+                      (long long)out[o][0], (long long)out[o][1]);
         }
         nb_ctx_free(ctx);
     }

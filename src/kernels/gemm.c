@@ -27,6 +27,9 @@
 #include <stdint.h>
 
 #ifdef NB_OPENBLAS
+#if defined(__has_include) && !__has_include(<cblas.h>)
+#error "make BLAS=openblas needs OpenBLAS's headers: scripts/install-deps.sh --blas (libopenblas-dev)"
+#endif
 #include <cblas.h>
 
 void nb_gemm(int transa, int transb, int M, int N, int K, float alpha,
@@ -116,11 +119,7 @@ static const nb__gemm_impl scalar_impl = {
 /* Which kernels this CPU can run, best first. */
 static const nb__gemm_impl *isa_supported(const char *name)
 {
-    if (!strcmp(name, "avx512") && nb__gemm_impl_avx512.mr &&
-        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("fma"))
-        return &nb__gemm_impl_avx512;
+    if (!strcmp(name, "avx512") && nb__gemm_impl_avx512.mr && nb__cpu_avx512()) return &nb__gemm_impl_avx512;
     if (!strcmp(name, "avx2") && nb__gemm_impl_avx2.mr &&
         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return &nb__gemm_impl_avx2;

@@ -106,6 +106,22 @@ typedef int nb_vmask;
 #define nb_vf_fma(a, b, c) ((a) * (b) + (c))
 #endif
 
+/* Whether this CPU runs the *_avx512.c kernels: the Makefile compiles them
+ * with AVX-512 F, DQ, BW and VL and FMA, so the compiler may use any of
+ * those (a CPU with F alone, such as Xeon Phi, would fault). Every choice
+ * of an AVX-512 kernel, and the tests that compare those kernels with the
+ * portable ones, ask this. */
+static inline int nb__cpu_avx512(void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
 /* ---- GEMM: driver <-> micro-kernel interface ------------------------------
  * The driver (gemm.c) blocks the problem for the caches and packs:
  *   A block (mc x kc of op(A)) into panels of MR rows: panel p holds

@@ -24,6 +24,7 @@
  * x86-64, chosen at load time; -std=c11 keeps multiply-adds unfused, so
  * every variant gives the same bits. */
 #include "winograd.h"
+#include "simd.h"
 #include "nabla.h"
 #include <string.h>
 
@@ -208,9 +209,7 @@ int nb__wg_use_simd(int on)
 /* The AVX-512 transforms when the CPU has them. */
 static const nb__wg_kernels *simd_kernels(void)
 {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if (simd_on && nb__wg_avx512.input && __builtin_cpu_supports("avx512f")) return &nb__wg_avx512;
-#endif
+    if (simd_on && nb__wg_avx512.input && nb__cpu_avx512()) return &nb__wg_avx512;
     return NULL;
 }
 

@@ -32,6 +32,7 @@
  * cache, so its trips cost less than the recomputation. */
 #include "batchnorm.h"
 #include "../kernels/bn_pool.h"
+#include "../kernels/simd.h"
 #include <math.h>
 
 #define BP_PAR_MIN 32768    /* input elements before threads pay off */
@@ -117,11 +118,7 @@ int nb__bn_pool_use_simd(int on)
 
 static const nb__bn_pool_kernels *bp_kernels(void)
 {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if (bp_simd_on && nb__bn_pool_avx512.forward && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-        return &nb__bn_pool_avx512;
-#endif
+    if (bp_simd_on && nb__bn_pool_avx512.forward && nb__cpu_avx512()) return &nb__bn_pool_avx512;
     return &bp_portable;
 }
 

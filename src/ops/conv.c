@@ -62,6 +62,7 @@
 #include "batchnorm.h"
 #include "../kernels/im2col.h"
 #include "../kernels/winograd.h"
+#include "../kernels/simd.h"
 #include "prefetch.h"
 #include <limits.h>
 
@@ -243,12 +244,9 @@ int nb__conv_use_winograd(int on)
  * stride is 1 and the CPU has them: the same bits, without a call per row. */
 static const nb__im2col_kernels *row_kernels(const cv_geom *g)
 {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     if (simd_on && g->sw == 1 && g->kw <= 16 && g->OW <= 1024 && g->W <= 1024 && nb__im2col_avx512.im2col &&
-        __builtin_cpu_supports("avx512f"))
+        nb__cpu_avx512())
         return &nb__im2col_avx512;
-#endif
-    (void)g;
     return NULL;
 }
 
@@ -443,9 +441,7 @@ CV_VEC static void dw_backward_plane(const cv_geom *g, const float *x, const flo
 
 static const nb__conv_direct_kernels *direct_kernels(void)
 {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if (simd_on && nb__conv_direct_avx512.forward && __builtin_cpu_supports("avx512f")) return &nb__conv_direct_avx512;
-#endif
+    if (simd_on && nb__conv_direct_avx512.forward && nb__cpu_avx512()) return &nb__conv_direct_avx512;
     return NULL;
 }
 

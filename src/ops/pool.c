@@ -25,6 +25,7 @@
  * give the same bits. Border outputs take the general path. */
 #include "../core/internal.h"
 #include "pool_simd.h"
+#include "../kernels/simd.h"
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -344,12 +345,7 @@ int nb__pool_use_simd(int on)
 
 static const nb__pool_kernels *pool_kernels(void)
 {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if (pool_simd_on && nb__pool_avx512.max_k2s2 && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl"))
-        return &nb__pool_avx512;
-#endif
+    if (pool_simd_on && nb__pool_avx512.max_k2s2 && nb__cpu_avx512()) return &nb__pool_avx512;
     return &pool_portable;
 }
 
