@@ -5,6 +5,7 @@
  * mode, state_dict names, model files, optimizers leaving buffers alone,
  * errors, and thread-count independence. */
 #include "test.h"
+#include <math.h>
 #include <stdlib.h>
 
 static nb_safetensors *fixture(void)
@@ -499,6 +500,76 @@ TEST(weight_norm_matches_torch)
     }
     nb_safetensors_free(f);
     CHECK(ok);
+}
+
+/* sum(y * r) of the model's output, in double. */
+static int wn_contract(nb_model *m, const float *x, const int64_t *xs, int xnd, const float *r, double *out)
+{
+    nb_ctx *ctx = nb_ctx_new(1);
+    nb_tensor *xt = nb_tensor_from(ctx, xnd, xs, x);
+    nb_tensor *y = xt ? nb_model_forward(m, ctx, xt) : NULL;
+    int ok = y != NULL;
+    double s = 0;
+    for (int64_t i = 0; ok && i < nb_tensor_numel(y); i++) s += (double)y->data[i] * r[i];
+    *out = s;
+    nb_ctx_free(ctx);
+    return ok;
+}
+
+/* The gradients of g, v, the bias and the input through a weight-normed
+ * Linear or Conv2d (each dim) against central differences, as
+ * test_gradcheck.c does for the ops: the reparametrisation is built from
+ * ops, so no entry of ops.def covers it whole. */
+TEST(weight_norm_gradients_match_finite_differences)
+{
+    const struct { int conv, dim; } cfgs[] = {{0, 0}, {0, 1}, {0, -1}, {1, 0}, {1, 1}, {1, 3}, {1, -1}};
+    for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
+        nb_ctx *ctx = nb_ctx_new(11 + k);
+        nb_model *m = nb_model_new("wn", "");
+        m->root = nb_nn_sequential(m);
+        nb_conv2d_opts o = {{2, 1}, {1, 0}, {1, 1}, 1};
+        nb_module *layer = cfgs[k].conv ? nb_nn_conv2d(m, nb_ctx_rng(ctx), 2, 3, 3, 2, &o, 1)
+                                        : nb_nn_linear(m, nb_ctx_rng(ctx), 4, 3, 1);
+        CHECK(layer && nb_sequential_add(m->root, layer) == NB_OK);
+        CHECK_OK(nb_nn_weight_norm(layer, cfgs[k].dim));
+        int ig = nb_model_find_param(m, "0.weight_g");
+        CHECK(ig >= 0);
+        for (int64_t i = 0; i < nb_tensor_numel(&m->params[ig].t); i++)
+            m->params[ig].t.data[i] *= 0.5f + 0.25f * (float)i; /* g no longer ||v|| */
+        const int64_t xs4[4] = {2, 2, 5, 4}, xs2[2] = {3, 4};
+        const int64_t *xs = cfgs[k].conv ? xs4 : xs2;
+        const int xnd = cfgs[k].conv ? 4 : 2;
+        nb_tensor *x = nb_requires_grad(nb_tensor_randn(ctx, xnd, xs), 1);
+        nb_tensor *y = nb_model_forward(m, ctx, x);
+        CHECK_MSG(y, "%s", nb_last_error());
+        nb_tensor *r = nb_tensor_randn(ctx, y->ndim, y->shape);
+        nb_model_zero_grad(m);
+        CHECK_OK(nb_backward(ctx, nb_sum(ctx, nb_mul(ctx, y, r), NULL, 0, 0)));
+        int checked = 0;
+        for (int q = -1; q < m->nparams; q++) { /* -1: the input */
+            float *data = q < 0 ? x->data : m->params[q].t.data;
+            const float *grad = q < 0 ? x->grad : m->params[q].t.grad;
+            const int64_t n = q < 0 ? nb_tensor_numel(x) : nb_tensor_numel(&m->params[q].t);
+            for (int64_t i = 0; i < n; i++, checked++) {
+                const float v = data[i], eps = 1e-2f;
+                double fp, fm;
+                data[i] = v + eps;
+                int ok = wn_contract(m, x->data, xs, xnd, r->data, &fp);
+                data[i] = v - eps;
+                ok = ok && wn_contract(m, x->data, xs, xnd, r->data, &fm);
+                data[i] = v;
+                CHECK_MSG(ok, "%s", nb_last_error());
+                const double num = (fp - fm) / ((double)(v + eps) - (double)(v - eps)), ana = grad[i];
+                const double scale = fabs(num) > fabs(ana) ? fabs(num) : fabs(ana);
+                CHECK_MSG(fabs(ana - num) <= 1e-3 + 1e-2 * scale, "%s dim %d, %s element %lld: analytic %.7g vs "
+                          "numeric %.7g", cfgs[k].conv ? "conv" : "linear", cfgs[k].dim,
+                          q < 0 ? "input" : m->params[q].name, (long long)i, ana, num);
+            }
+        }
+        CHECK(checked > 20);
+        nb_model_free(m);
+        nb_ctx_free(ctx);
+    }
 }
 
 TEST(weight_norm_trains_saves_and_refuses_misuse)
