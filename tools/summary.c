@@ -10,12 +10,19 @@ const cli_cmd cli_summary_cmd = {
     "summary",
     "print a model's layers, output shapes, parameters, MACs and receptive fields",
     "MODEL [--config C] [--input DIMS] | --weights FILE.safetensors [--input DIMS]",
-    "MODEL is a name from the model zoo (mlp, ...), built with its default\n"
-    "configuration unless --config is given; --weights summarises a saved model\n"
-    "(rebuilt from the file's metadata). One forward pass on zeros with a batch\n"
-    "of 1 gives each layer's output shape ([-1, ...]: the batch). MACs are\n"
-    "multiply-accumulates per sample. RF is the receptive field in input pixels\n"
-    "and Jump the distance between neighbouring output units in input pixels:\n"
+    "MODEL is a name from the model zoo (mlp, cnn, vgg11, vgg11_bn, lstm, charlm,\n"
+    "sequential), built with its default configuration unless --config is given;\n"
+    "--weights summarises a saved model (rebuilt from the file's metadata).\n"
+    "sequential is any nn.Sequential written as text: torch.nn class names (any\n"
+    "case) separated by spaces, each with torch's arguments, order, names and\n"
+    "defaults; a pair is N, (A,B) or AxB. Layers: Conv2d, ConvTranspose2d, Linear,\n"
+    "BatchNorm1d, BatchNorm2d, InstanceNorm2d, ReLU, LeakyReLU, Sigmoid, Tanh,\n"
+    "Softmax(dim), LogSoftmax(dim), Flatten, MaxPool2d, AvgPool2d,\n"
+    "AdaptiveAvgPool2d, Dropout, ZeroPad2d((l,r,t,b)), BasicBlock(in,out,stride).\n"
+    "One forward pass on zeros with a batch of 1 gives each layer's output shape\n"
+    "([-1, ...]: the batch). MACs are multiply-accumulates per sample. RF is the\n"
+    "receptive field in input pixels and Jump the distance between neighbouring\n"
+    "output units in input pixels:\n"
     "r_out = r_in + (k_eff - 1) * j_in, j_out = j_in * s, k_eff = d*(k-1) + 1.\n"
     "--input is the shape of one sample without the batch: C,H,W for images\n"
     "(default 1,28,28, Fashion-MNIST; an mlp whose first size is not 784 gets a\n"
@@ -23,6 +30,8 @@ const cli_cmd cli_summary_cmd = {
     "example:\n"
     "  nabla summary mlp\n"
     "  nabla summary mlp --config 784,512,10\n"
+    "  nabla summary sequential --config \"conv2d(1,8,5) relu maxpool2d(2, stride=2)\"\n"
+    "  nabla summary sequential --config \"conv2d(3,64,7,stride=2,padding=3) maxpool2d(3,2,1) basicblock(64,64)\" --input 3,224,224\n"
     "  nabla summary --weights mlp.safetensors\n",
 };
 

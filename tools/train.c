@@ -10,13 +10,16 @@
 const cli_cmd cli_train_cmd = {
     "train",
     "train a model on Fashion-MNIST and report test accuracy",
-    "[--model mlp|cnn|vgg11|vgg11_bn|lstm] [--augment crop:P,flip] [--optim NAME] [--epochs N] [--batch B] [--lr LR] [--seed S]\n"
+    "[--model mlp|cnn|vgg11|vgg11_bn|lstm|sequential] [--augment crop:P,flip] [--optim NAME] [--epochs N] [--batch B] [--lr LR] [--seed S]\n"
     "                   [--threads T] [--out FILE.safetensors] [--metrics FILE.jsonl] [options]",
     "The optimizer defaults to adam for cnn and lstm and to momentum (SGD, momentum\n"
     "0.9) for the others; --lr defaults to the optimizer's: sgd 0.1, momentum 0.05, rmsprop 1e-3,\n"
     "adagrad 1e-2, adam 1e-3, adamw 1e-3 (torch.optim's formulas and other defaults;\n"
     "--momentum applies to sgd, momentum and rmsprop, --weight-decay to all: L2 in\n"
     "the gradient, decoupled for adamw).\n"
+    "--model sequential --config SPEC trains any nn.Sequential written as text, e.g.\n"
+    "\"conv2d(1,16,3,padding=1) relu maxpool2d(2) flatten linear(3136,10)\" (see nabla\n"
+    "summary --help); its input is (N, 1, 28, 28) and its output the 10 logits.\n"
     "vgg11 and vgg11_bn take Fashion-MNIST zero-padded to 32x32 by default (config\n"
     "in=1,size=28,pad_to=32,classes=10; see nabla summary vgg11 --config ...).\n"
     "--augment crop:P,flip crops each training image at a random shift of up to P\n"
@@ -136,7 +139,7 @@ static int resume_settings(train_opts *a, int epochs_given)
     nb_safetensors *f = NULL;
     if (nb_checkpoint_open_meta(a->resume, &f) != NB_OK) return cli_lib_error();
     const char *v;
-    static char model[64], config[256], optim[32], schedule[1024], augment[64];
+    static char model[64], config[NB_MODEL_CONFIG_MAX], optim[32], schedule[1024], augment[64];
     int bad = 0;
 #define META(key) ((v = nb_safetensors_meta(f, key)) ? v : (bad = 1, "0"))
     snprintf(model, sizeof model, "%s", META("model"));
@@ -446,7 +449,7 @@ int cmd_train(int argc, char **argv)
         .schedule = "cosine", .dist_opts = {.timeout_s = 300, .bucket_kib = 64},
     };
     cli_opt opts[] = {
-        {"model", CLI_STR, &a.model, 0, 0, "NAME", "model of the zoo: mlp, cnn, vgg11, vgg11_bn or lstm", 0},
+        {"model", CLI_STR, &a.model, 0, 0, "NAME", "model of the zoo: mlp, cnn, vgg11, vgg11_bn, lstm or sequential", 0},
         {"config", CLI_STR, &a.config, 0, 0, "CFG", "model configuration (mlp: layer sizes, default 784,256,128,100,10; vgg11: key=value pairs, see include/nabla/nn.h)", 0},
         {"augment", CLI_STR, &a.augment, 0, 0, "SPEC", "augment the training images: crop:PADDING, flip or both (crop:4,flip)", 0},
         {"epochs", CLI_INT, &a.epochs, 1, 100000, "N", "passes over the training set", 0},

@@ -60,6 +60,10 @@ struct nb_module {
     int64_t    i[8];                /* layer sizes and parameter indices */
 };
 
+/* The longest configuration string a model keeps (a "sequential" spec),
+ * terminating NUL included; nb_model_build refuses a longer one. */
+#define NB_MODEL_CONFIG_MAX 4096
+
 struct nb_model {
     nb_param  *params;
     int        nparams;
@@ -68,7 +72,7 @@ struct nb_model {
     nb_module *root;
     int        training;            /* 1 = train mode (default), 0 = eval */
     char       name[32];            /* "mlp", ... (saved as metadata) */
-    char       config[256];         /* e.g. "784,256,128,100,10" */
+    char       config[NB_MODEL_CONFIG_MAX]; /* e.g. "784,256,128,100,10" */
     /* private */
     size_t     cap;
     nb_module **modules;
@@ -206,7 +210,18 @@ float nb_init_gain(const char *nonlinearity, float param);
 /* ---- the model zoo -------------------------------------------------------
  * "mlp": config "784,256,128,100,10" — Flatten then Linear/ReLU pairs (no
  * ReLU after the last); parameter names as nn.Sequential(Flatten, Linear,
- * ReLU, ...) would give ("1.weight", ...). */
+ * ReLU, ...) would give ("1.weight", ...).
+ * "sequential": any nn.Sequential of these layers, written as text: torch.nn
+ * class names (any case) separated by spaces, commas or semicolons, each
+ * with torch's arguments in torch's order and names and torch's defaults,
+ * e.g. "conv2d(1,32,3,padding=1) batchnorm2d(32) relu maxpool2d(2) flatten
+ * linear(6272,10)". A pair is N, (A,B) or AxB; a bool true/false or 1/0.
+ * Layers: Conv2d, ConvTranspose2d, Linear, BatchNorm1d, BatchNorm2d,
+ * InstanceNorm2d, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax(dim),
+ * LogSoftmax(dim), Flatten, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+ * Dropout, ZeroPad2d((left,right,top,bottom)), BasicBlock(in, out, stride).
+ * The default is the zoo's "cnn" written out (same names and shapes).
+ * NB_ERR_ARG names the layer and argument at fault. */
 nb_status  nb_model_build(const char *name, const char *config, nb_rng *rng, nb_model **out);
 /* The default configuration of a model name (NULL if unknown). */
 const char *nb_model_default_config(const char *name);

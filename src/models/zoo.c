@@ -6,6 +6,11 @@
 
 #define NB__MLP_MAX_LAYERS 16
 
+/* The default "sequential": the zoo's "cnn", written out layer by layer. */
+#define NB__SEQUENTIAL_CNN                                                                          \
+    "conv2d(1,32,3,padding=1) batchnorm2d(32) relu maxpool2d(2) conv2d(32,64,3,padding=1) batchnorm2d(64) " \
+    "relu maxpool2d(2) flatten linear(3136,128) relu dropout(0.3) linear(128,10)"
+
 /* Parse "784,256,128,10" into sizes; returns the count or -1. */
 static int parse_sizes(const char *config, int *sizes, int max)
 {
@@ -89,6 +94,8 @@ nb_status nb__build_vgg11_bn(nb_model *m, const char *config, nb_rng *rng);
 /* the recurrent models (seq.c, nabla/seq.h) */
 nb_status nb__build_seq_classifier(nb_model *m, const char *config, nb_rng *rng);
 nb_status nb__build_charlm(nb_model *m, const char *config, nb_rng *rng);
+/* any nn.Sequential written as text (spec.c) */
+nb_status nb__build_sequential(nb_model *m, const char *config, nb_rng *rng);
 
 typedef struct {
     const char *name, *default_config;
@@ -102,6 +109,7 @@ static const nb__zoo_entry zoo[] = {
     {"vgg11_bn", "in=3,size=224,classes=1000", nb__build_vgg11_bn},
     {"lstm", "28,28,128,10,lstm", nb__build_seq_classifier},         /* seq.c */
     {"charlm", "96,64,256,2,lstm", nb__build_charlm},
+    {"sequential", NB__SEQUENTIAL_CNN, nb__build_sequential},        /* spec.c */
 };
 
 const char *nb_model_name(int i)
@@ -137,6 +145,9 @@ nb_status nb_model_build(const char *name, const char *config, nb_rng *rng, nb_m
         return nb__fail(NB_ERR_NOTFOUND, "unknown model '%s' (known: %s)", name ? name : "(null)", known);
     }
     if (!config || !*config) config = e->default_config;
+    if (strlen(config) >= NB_MODEL_CONFIG_MAX)
+        return nb__fail(NB_ERR_ARG, "%s: config of %zu characters (at most %d)", name, strlen(config),
+                        NB_MODEL_CONFIG_MAX - 1);
     nb_model *m = nb_model_new(name, config);
     if (!m) return NB_ERR_NOMEM;
     nb_status s = e->build(m, config, rng);
