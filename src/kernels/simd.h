@@ -106,6 +106,19 @@ typedef int nb_vmask;
 #define nb_vf_fma(a, b, c) ((a) * (b) + (c))
 #endif
 
+/* Loops in plain C that the compiler vectorises, compiled for AVX-512,
+ * AVX2 and baseline x86-64, the variant chosen at load time (GCC's
+ * target_clones), in files built without ISA flags. -std=c11 keeps
+ * floating-point contraction off and GCC never reassociates without
+ * -ffast-math, so no clone fuses a multiply-add or reorders a sum: every
+ * variant gives the same bits. NB_NO_CLONES (or another compiler) keeps the
+ * baseline alone. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && !defined(NB_NO_CLONES)
+#define NB_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NB_CLONES
+#endif
+
 /* Whether this CPU runs the *_avx512.c kernels: the Makefile compiles them
  * with AVX-512 F, DQ, BW and VL and FMA, so the compiler may use any of
  * those (a CPU with F alone, such as Xeon Phi, would fault). Every choice

@@ -28,12 +28,6 @@
 #include "nabla.h"
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NB_NO_CLONES)
-#define WG_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define WG_VEC
-#endif
-
 /* V and M of a chunk, in floats: 256K (1 MiB) keeps both in L2 (2 MiB);
  * measured on the CNN's 32->64 14x14 layer: 128 to 256 tiles run the GEMMs
  * at the same speed, 512 slower. */
@@ -111,7 +105,7 @@ void nb__wg_weights(const float *w, int64_t O, int64_t C, int flip, float *U)
 
 /* Row ih of plane x (H x W), padded columns c0 + 2k and c0 + 2k + 1 for
  * k in [0, n): split into e[k] and od[k] (0 outside the plane). */
-WG_VEC static void split_row(const float *x, int64_t H, int64_t W, int64_t ih, int64_t c0, int64_t n, float *e,
+NB_CLONES static void split_row(const float *x, int64_t H, int64_t W, int64_t ih, int64_t c0, int64_t n, float *e,
                              float *od)
 {
     if (ih < 0 || ih >= H) {
@@ -143,7 +137,7 @@ WG_VEC static void split_row(const float *x, int64_t H, int64_t W, int64_t ih, i
 
 /* V[xi * vs + tx] for the m tiles of one row from the split rows e[i], od[i]
  * (m + 1 entries each) of the tile row's 4 input rows: B^T d B. */
-WG_VEC static void in_tiles(float *const e[4], float *const od[4], int64_t m, float *V, int64_t vs)
+NB_CLONES static void in_tiles(float *const e[4], float *const od[4], int64_t m, float *V, int64_t vs)
 {
     /* down the rows, in place: rows become B^T d */
     for (int64_t k = 0; k <= m; k++) {
@@ -169,7 +163,7 @@ WG_VEC static void in_tiles(float *const e[4], float *const od[4], int64_t m, fl
 
 /* The m tiles of one row of output channel o from M (xi stride ms): A^T M A
  * into rows y0 and y1 (2m entries each). */
-WG_VEC static void out_tiles(const float *Mo, int64_t ms, int64_t m, float *y0, float *y1)
+NB_CLONES static void out_tiles(const float *Mo, int64_t ms, int64_t m, float *y0, float *y1)
 {
     for (int64_t t = 0; t < m; t++) {
         float s0[4], s1[4];
@@ -187,7 +181,7 @@ WG_VEC static void out_tiles(const float *Mo, int64_t ms, int64_t m, float *y0, 
 }
 
 /* dst[0..n) = src + b, or += src when add. */
-WG_VEC static void put_row(float *dst, const float *src, int64_t n, float b, int add)
+NB_CLONES static void put_row(float *dst, const float *src, int64_t n, float b, int add)
 {
     if (add)
         for (int64_t i = 0; i < n; i++) dst[i] += src[i];
@@ -265,7 +259,7 @@ void nb__wg_chunk(const nb__wg_geom *g, const float *U, const float *x, const fl
 /* dM[xi * ms + t] = (A dy A^T)[xi] for the m tiles of one row of dy, whose
  * rows y0 and y1 (y1 NULL past the last row) hold n valid columns from the
  * tiles' first; A = (A^T)^T. */
-WG_VEC static void grad_tiles(const float *y0, const float *y1, int64_t n, int64_t m, float *dM, int64_t ms)
+NB_CLONES static void grad_tiles(const float *y0, const float *y1, int64_t n, int64_t m, float *dM, int64_t ms)
 {
     for (int64_t t = 0; t < m; t++) {
         const float d00 = 2 * t < n ? y0[2 * t] : 0.0f, d01 = 2 * t + 1 < n ? y0[2 * t + 1] : 0.0f;

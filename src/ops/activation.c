@@ -7,9 +7,11 @@
  * input (leaky_relu, whose sign test must be on x as in torch). Loops split
  * into contiguous ranges on the thread pool once a tensor is big enough;
  * each element or row is computed by one thread, so results do not depend on
- * the thread count. */
+ * the thread count. The kernels are NB_CLONES (simd.h): AVX-512, AVX2 or
+ * baseline x86-64 chosen at load time, with the same bits. */
 #include "../core/internal.h"
 #include "fastmath.h"
+#include "../kernels/simd.h"
 #include <math.h>
 #include <stdint.h>
 
@@ -97,7 +99,7 @@ static nb_tensor *record1(nb_ctx *ctx, int op, const char *name, nb_tensor *x, n
 
 /* 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) below, through e = e^-|x| <= 1: no
  * overflow for any x, and tiny outputs keep their relative precision. */
-static void sigmoid_range(void *ctx, int64_t lo, int64_t hi, int part)
+NB_CLONES static void sigmoid_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
     const act_job *j = ctx;
@@ -109,7 +111,7 @@ static void sigmoid_range(void *ctx, int64_t lo, int64_t hi, int part)
     }
 }
 
-static void sigmoid_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
+NB_CLONES static void sigmoid_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
     const act_job *j = ctx;
@@ -138,7 +140,7 @@ nb_status nb__bw_sigmoid(nb_ctx *ctx, nb__node *nd)
 
 /* ---- tanh ----------------------------------------------------------------- */
 
-static void tanh_range(void *ctx, int64_t lo, int64_t hi, int part)
+NB_CLONES static void tanh_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
     const act_job *j = ctx;
@@ -147,7 +149,7 @@ static void tanh_range(void *ctx, int64_t lo, int64_t hi, int part)
     for (int64_t i = lo; i < hi; i++) d[i] = tanh_fast(s[i]);
 }
 
-static void tanh_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
+NB_CLONES static void tanh_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
     const act_job *j = ctx;
@@ -178,7 +180,7 @@ nb_status nb__bw_tanh(nb_ctx *ctx, nb__node *nd)
 
 /* max(0, x); NaN passes through (torch's clamp_min). The gradient is 0 at
  * x == 0, as torch (threshold_backward on the result). */
-static void relu_range(void *ctx, int64_t lo, int64_t hi, int part)
+NB_CLONES static void relu_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
     const act_job *j = ctx;
@@ -188,7 +190,7 @@ static void relu_range(void *ctx, int64_t lo, int64_t hi, int part)
 }
 
 /* gx = dy where y > 0 (a fresh gradient), else 0 */
-static void relu_bw_set_range(void *ctx, int64_t lo, int64_t hi, int part)
+NB_CLONES static void relu_bw_set_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
     const act_job *j = ctx;
@@ -197,7 +199,7 @@ static void relu_bw_set_range(void *ctx, int64_t lo, int64_t hi, int part)
     for (int64_t i = lo; i < hi; i++) gx[i] = sel(y[i] > 0, g[i], 0.0f);
 }
 
-static void relu_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
+NB_CLONES static void relu_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
     const act_job *j = ctx;
@@ -228,7 +230,7 @@ nb_status nb__bw_relu(nb_ctx *ctx, nb__node *nd)
 
 /* x > 0 ? x : slope*x; gradient x > 0 ? 1 : slope (so `slope` at 0), as
  * torch's leaky_relu_backward, for any slope (also negative or > 1). */
-static void leaky_relu_range(void *ctx, int64_t lo, int64_t hi, int part)
+NB_CLONES static void leaky_relu_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
     const act_job *j = ctx;
@@ -238,7 +240,7 @@ static void leaky_relu_range(void *ctx, int64_t lo, int64_t hi, int part)
 }
 
 /* (y holds the input here) */
-static void leaky_relu_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
+NB_CLONES static void leaky_relu_bw_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
     (void)part;
     const act_job *j = ctx;
@@ -293,31 +295,67 @@ static int sm_geometry(nb_ctx *ctx, const char *name, nb_tensor *x, int axis, sm
     return 1;
 }
 
-/* One row (inner == 1): y = softmax(x) or log_softmax(x); y may equal x. */
-static void sm_row(const float *x, float *y, int64_t dim, int logsm)
+/* A row's sums run in SM_LANES fixed lanes (element j in lane j %
+ * SM_LANES), added up in a fixed tree: the same bits in every NB_CLONES
+ * variant, whatever its vector width (an `omp simd` reduction would group
+ * the sum by the width). */
+#define SM_LANES 16
+
+static inline float sm_lanes_total(float a[SM_LANES])
 {
-    float m = -INFINITY, s = 0;
+    for (int h = SM_LANES / 2; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) a[l] += a[l + h];
+    return a[0];
+}
+
+/* sum_j e^(x[j] - m), each term stored in y[j] when y is not NULL. */
+static inline float sm_exp_sum(const float *x, float m, float *y, int64_t dim)
+{
+    float a[SM_LANES] = {0};
+    int64_t j = 0;
+    for (; j + SM_LANES <= dim; j += SM_LANES)
+        for (int l = 0; l < SM_LANES; l++) {
+            const float e = exp_nonpos(x[j + l] - m);
+            if (y) y[j + l] = e;
+            a[l] += e;
+        }
+    for (int l = 0; j + l < dim; l++) {
+        const float e = exp_nonpos(x[j + l] - m);
+        if (y) y[j + l] = e;
+        a[l] += e;
+    }
+    return sm_lanes_total(a);
+}
+
+/* sum_j g[j] * (y ? y[j] : 1) */
+static inline float sm_dot(const float *g, const float *y, int64_t dim)
+{
+    float a[SM_LANES] = {0};
+    int64_t j = 0;
+    for (; j + SM_LANES <= dim; j += SM_LANES)
+        for (int l = 0; l < SM_LANES; l++) a[l] += y ? g[j + l] * y[j + l] : g[j + l];
+    for (int l = 0; j + l < dim; l++) a[l] += y ? g[j + l] * y[j + l] : g[j + l];
+    return sm_lanes_total(a);
+}
+
+/* One row (inner == 1): y = softmax(x) or log_softmax(x); y may equal x. The
+ * maximum does not depend on the order it is taken in. */
+NB_CLONES static void sm_row(const float *x, float *y, int64_t dim, int logsm)
+{
+    float m = -INFINITY;
 #pragma omp simd reduction(max : m)
     for (int64_t j = 0; j < dim; j++) m = x[j] > m ? x[j] : m;
     if (logsm) {
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < dim; j++) s += exp_nonpos(x[j] - m);
-        float ls = logf(s);
+        float ls = logf(sm_exp_sum(x, m, NULL, dim));
         for (int64_t j = 0; j < dim; j++) y[j] = (x[j] - m) - ls;
     } else {
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < dim; j++) {
-            float e = exp_nonpos(x[j] - m);
-            y[j] = e;
-            s += e;
-        }
-        float r = 1.0f / s;
+        float r = 1.0f / sm_exp_sum(x, m, y, dim);
         for (int64_t j = 0; j < dim; j++) y[j] *= r;
     }
 }
 
 /* Positions [i0, i0+w) of one outer slab (dim x inner, inner > 1). */
-static void sm_block(const float *x, float *y, int64_t dim, int64_t inner, int64_t i0, int w, int logsm)
+NB_CLONES static void sm_block(const float *x, float *y, int64_t dim, int64_t inner, int64_t i0, int w, int logsm)
 {
     float m[SM_BLOCK], s[SM_BLOCK];
     for (int k = 0; k < w; k++) m[k] = -INFINITY, s[k] = 0;
@@ -422,21 +460,18 @@ nb_tensor *nb_log_softmax(nb_ctx *ctx, nb_tensor *x, int axis) { return softmax_
 
 /* softmax:     dx = y * (g - sum_j g_j y_j)
  * log_softmax: dx = g - exp(y) * sum_j g_j      (y is the saved output) */
-static void sm_bw_row(const float *y, const float *g, float *gx, int64_t dim, int logsm)
+NB_CLONES static void sm_bw_row(const float *y, const float *g, float *gx, int64_t dim, int logsm)
 {
-    float s = 0;
     if (logsm) {
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < dim; j++) s += g[j];
+        const float s = sm_dot(g, NULL, dim);
         for (int64_t j = 0; j < dim; j++) gx[j] += g[j] - exp_nonpos(y[j]) * s;
     } else {
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < dim; j++) s += g[j] * y[j];
+        const float s = sm_dot(g, y, dim);
         for (int64_t j = 0; j < dim; j++) gx[j] += y[j] * (g[j] - s);
     }
 }
 
-static void sm_bw_block(const float *y, const float *g, float *gx, int64_t dim, int64_t inner,
+NB_CLONES static void sm_bw_block(const float *y, const float *g, float *gx, int64_t dim, int64_t inner,
                         int64_t i0, int w, int logsm)
 {
     float s[SM_BLOCK];

@@ -18,6 +18,7 @@
  * (N, C) (S = 1) is walked by rows over blocks of channels instead, which
  * keeps the reads contiguous. */
 #include "batchnorm.h"
+#include "../kernels/simd.h"
 #include <math.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -36,17 +37,11 @@ typedef struct {
     int synced;            /* over the job (nb__bn_sync): backward syncs too */
 } bn_saved;
 
-/* Compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time: the
- * accumulators below are fixed lanes (element i goes to lane i % BN_LANES)
- * and no sum is reassociated, so every variant gives the same bits.
+/* The sums below are NB_CLONES (simd.h); their accumulators are fixed lanes
+ * (element i goes to lane i % BN_LANES), so every variant gives the same bits.
  * BN_LANES = 32: four independent vectors of 8 doubles, so the adds overlap
  * (one chain of 8 ran at 2 elements per cycle, the add's latency; 32 lanes
  * made the CNN's training step 2-3% faster). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NB_NO_CLONES)
-#define BN_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BN_VEC
-#endif
 #define BN_LANES 32
 
 /* ---- sums over one plane (BN_LANES independent double accumulators) -------- */
@@ -59,7 +54,7 @@ static double lanes_total(double a[BN_LANES])
     return a[0];
 }
 
-BN_VEC static double plane_sum(const float *p, int64_t n)
+NB_CLONES static double plane_sum(const float *p, int64_t n)
 {
     double a[BN_LANES] = {0};
     int64_t i = 0;
@@ -69,7 +64,7 @@ BN_VEC static double plane_sum(const float *p, int64_t n)
     return lanes_total(a);
 }
 
-BN_VEC static double plane_sqdev(const float *p, int64_t n, double mean)
+NB_CLONES static double plane_sqdev(const float *p, int64_t n, double mean)
 {
     double a[BN_LANES] = {0};
     int64_t i = 0;

@@ -70,15 +70,6 @@
 #define CV_TILE_FLOATS  (256 * 1024)    /* column buffer per thread (K x tile) */
 #endif
 #define CV_PAR_FLOPS    2.0e6           /* below this, everything on one thread */
-/* The copy/add loops below, compiled for AVX-512, AVX2 and baseline x86-64,
- * the variant chosen at load time (as pool.c). -std=c11 keeps FMA
- * contraction off, and the loops never reassociate, so every variant gives
- * the same bits. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NB_NO_CLONES)
-#define CV_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CV_VEC
-#endif
 #define CV_INNER_MIN    32768           /* floats of im2col work worth a fork */
 #define CV_PARTS_MAX    8               /* weight-gradient partial sums */
 #define CV_WG_PARTS_MAX 16              /* the same for Winograd's (measured: the CNN's
@@ -105,7 +96,6 @@ typedef struct {
 
 /* ---- im2col / col2im on one tile of output rows ---------------------------- */
 
-
 /* Rows [*t0, *t1) of a tile (output rows oh0 + t) whose input row
  * (oh0 + t)*sh - ph + i*dh lies inside the input. */
 static void valid_rows(const cv_geom *g, int64_t oh0, int64_t oh1, int i, int64_t *t0, int64_t *t1)
@@ -127,7 +117,7 @@ static int flat_rows(const cv_geom *g) { return g->sh == 1 && g->sw == 1 && g->O
 /* col rows of input channels [c0, c1) for output rows [oh0, oh1):
  * col[((c*kh + i)*kw + j)][(oh - oh0)*OW + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw]
  * (0 outside the input). x is one group of one sample: (Cg, H, W). */
-CV_VEC static void im2col(const cv_geom *g, const float *x, int64_t c0, int64_t c1, int64_t oh0,
+NB_CLONES static void im2col(const cv_geom *g, const float *x, int64_t c0, int64_t c1, int64_t oh0,
                           int64_t oh1, float *col)
 {
     const int64_t OW = g->OW, H = g->H, W = g->W, pt = (oh1 - oh0) * OW;
@@ -176,7 +166,7 @@ CV_VEC static void im2col(const cv_geom *g, const float *x, int64_t c0, int64_t 
  * own disjoint planes of dx, so channel ranges may run in parallel. The
  * flat path zeroes col's padded columns first (it owns the buffer) so one
  * contiguous add covers whole rows. */
-CV_VEC static void col2im(const cv_geom *g, float *col, int64_t c0, int64_t c1, int64_t oh0, int64_t oh1,
+NB_CLONES static void col2im(const cv_geom *g, float *col, int64_t c0, int64_t c1, int64_t oh0, int64_t oh1,
                           float *dx)
 {
     const int64_t OW = g->OW, H = g->H, W = g->W, pt = (oh1 - oh0) * OW;
@@ -354,7 +344,7 @@ static int64_t col_floats(const cv_geom *g)
  * loop is a scaled add along a row. */
 
 /* y[oh][ow] (+)= sum_ij w[i][j] x[oh*sh - ph + i*dh][ow*sw - pw + j*dw] on one plane. */
-CV_VEC static void dw_forward_plane(const cv_geom *g, const float *x, const float *w, float bias, float *y)
+NB_CLONES static void dw_forward_plane(const cv_geom *g, const float *x, const float *w, float bias, float *y)
 {
     const int64_t OW = g->OW, H = g->H, W = g->W;
     for (int64_t oh = 0; oh < g->OH; oh++) {
@@ -402,7 +392,7 @@ static void dw_forward_planes(void *ctx, int64_t lo, int64_t hi, int part)
 }
 
 /* dx += w (*) dy and dw += x (*) dy on one plane (either may be NULL). */
-CV_VEC static void dw_backward_plane(const cv_geom *g, const float *x, const float *w, const float *dy, float *dx,
+NB_CLONES static void dw_backward_plane(const cv_geom *g, const float *x, const float *w, const float *dy, float *dx,
                                      float *dwt)
 {
     const int64_t OW = g->OW, H = g->H, W = g->W;
@@ -545,7 +535,7 @@ static nb_status direct_weight(nb_ctx *ctx, const cv_geom *g, const float *x, co
 }
 
 /* sum of n floats, 16 lanes then a fixed tree. */
-CV_VEC static float row_sum(const float *v, int64_t n)
+NB_CLONES static float row_sum(const float *v, int64_t n)
 {
     float acc[16] = {0};
     int64_t i = 0;
@@ -700,7 +690,7 @@ static nb_status wino_weight(nb_ctx *ctx, const cv_geom *g, const float *x, cons
 /* ---- forward ------------------------------------------------------------------ */
 
 /* rows x n block of y (row stride ld): row o = b[o * bs]. */
-CV_VEC static void fill_bias(float *y, int64_t rows, int64_t n, int64_t ld, const float *b, int64_t bs)
+NB_CLONES static void fill_bias(float *y, int64_t rows, int64_t n, int64_t ld, const float *b, int64_t bs)
 {
     for (int64_t o = 0; o < rows; o++) {
         const float bv = b[o * bs];
@@ -904,7 +894,6 @@ static int conv_geometry(nb_ctx *ctx, const nb_tensor *x, const nb_tensor *w, co
     g->ntiles = (g->OH + g->rows - 1) / g->rows;
     return 1;
 }
-
 
 const nb__conv_direct_kernels *nb__conv_direct_geometry(const nb_tensor *x, const nb_tensor *w, const nb_tensor *b,
                                                        const nb_conv2d_opts *opts, nb__cd_geom *cd)

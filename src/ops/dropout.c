@@ -11,16 +11,11 @@
  * bits are >= round(p * 2^32). The mask is saved as bytes for backward:
  * dx += dy * mask / (1-p). */
 #include "../core/internal.h"
+#include "../kernels/simd.h"
 #include <math.h>
 
 #define DROP_PAR_MIN 65536   /* elements before threads pay off */
 #define DROP_BLOCK   4096    /* elements per block of the stream (even) */
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NB_NO_CLONES)
-#define DROP_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DROP_VEC
-#endif
 
 typedef struct {
     uint8_t *mask;
@@ -36,7 +31,7 @@ static inline uint64_t mix64(uint64_t z)
 
 /* Elements [i0, i0 + n) (i0 even, n <= DROP_BLOCK): y = x * (kept ? scale : 0)
  * and the mask when mask is not NULL. */
-DROP_VEC static void drop_block(const float *restrict x, float *restrict y, uint8_t *restrict mask, int64_t i0,
+NB_CLONES static void drop_block(const float *restrict x, float *restrict y, uint8_t *restrict mask, int64_t i0,
                                 int64_t n, uint64_t key, uint32_t thr, float scale)
 {
     uint32_t r[DROP_BLOCK];
@@ -124,7 +119,7 @@ nb_tensor *nb_dropout(nb_ctx *ctx, nb_tensor *x, float p, int training)
 }
 
 /* gx += gy * mask * scale, or = when fresh */
-DROP_VEC static void drop_bw_block(float *restrict gx, const float *restrict gy, const uint8_t *restrict mask,
+NB_CLONES static void drop_bw_block(float *restrict gx, const float *restrict gy, const uint8_t *restrict mask,
                                    int64_t n, float scale, int fresh)
 {
     if (fresh)

@@ -32,12 +32,6 @@
 
 #define POOL_PAR_MIN 32768   /* input elements before threads pay off */
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NB_NO_CLONES)
-#define POOL_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define POOL_VEC
-#endif
-
 typedef struct {
     int64_t N, C, H, W, OH, OW;
     int kh, kw, sh, sw, ph, pw, dh, dw;
@@ -235,7 +229,7 @@ static const float *pool_src(nb_ctx *ctx, const nb_tensor *x)
         mi = t_ ? (k) : mi;                                               \
     } while (0)
 
-POOL_VEC static void max_k2s2_c(const float *restrict r0, const float *restrict r1, int32_t base, int32_t W,
+NB_CLONES static void max_k2s2_c(const float *restrict r0, const float *restrict r1, int32_t base, int32_t W,
                                 float *restrict out, int32_t *restrict idx, int64_t n)
 {
     if (!idx) {
@@ -262,7 +256,7 @@ POOL_VEC static void max_k2s2_c(const float *restrict r0, const float *restrict 
     }
 }
 
-POOL_VEC static void max_k3s2_c(const float *restrict r0, const float *restrict r1, const float *restrict r2,
+NB_CLONES static void max_k3s2_c(const float *restrict r0, const float *restrict r1, const float *restrict r2,
                                 int32_t base, int32_t W, float *restrict out, int32_t *restrict idx, int64_t n)
 {
     for (int64_t o = 0; o < n; o++) {
@@ -291,12 +285,12 @@ static void max_k2s2_bw_c(const float *go, const int32_t *idx, int32_t base, int
     for (int64_t o = 0; o < n; o++) gi[idx[o]] += go[o];
 }
 
-POOL_VEC static void avg_k2s2_c(const float *restrict r0, const float *restrict r1, float *restrict out, int64_t n)
+NB_CLONES static void avg_k2s2_c(const float *restrict r0, const float *restrict r1, float *restrict out, int64_t n)
 {
     for (int64_t o = 0; o < n; o++) out[o] = (((r0[2 * o] + r0[2 * o + 1]) + r1[2 * o]) + r1[2 * o + 1]) * 0.25f;
 }
 
-POOL_VEC static void avg_k3s2_c(const float *restrict r0, const float *restrict r1, const float *restrict r2,
+NB_CLONES static void avg_k3s2_c(const float *restrict r0, const float *restrict r1, const float *restrict r2,
                                 float *restrict out, int64_t n)
 {
     for (int64_t o = 0; o < n; o++) {
@@ -307,7 +301,7 @@ POOL_VEC static void avg_k3s2_c(const float *restrict r0, const float *restrict 
     }
 }
 
-POOL_VEC static void avg_k2s2_bw_c(const float *restrict go, float *restrict g0, float *restrict g1, int64_t n)
+NB_CLONES static void avg_k2s2_bw_c(const float *restrict go, float *restrict g0, float *restrict g1, int64_t n)
 {
     for (int64_t c = 0; c < 2 * n; c++) {
         float v = go[c >> 1] * 0.25f;
@@ -317,7 +311,7 @@ POOL_VEC static void avg_k2s2_bw_c(const float *restrict go, float *restrict g0,
 }
 
 /* The order of pool_simd.h: lanes k, k + 64, ...; then halves. */
-POOL_VEC static float sum64_c(const float *restrict p, int64_t n)
+NB_CLONES static float sum64_c(const float *restrict p, int64_t n)
 {
     float a[64] = {0};
     int64_t i = 0;

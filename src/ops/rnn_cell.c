@@ -15,6 +15,7 @@
  * h_1..h_T in time order (also for reverse, which runs t = T-1 down to 0), and
  * for LSTM a row T holds the final cell state. */
 #include "../core/internal.h"
+#include "../kernels/simd.h"
 #include "fastmath.h"
 #include <limits.h>
 #include <math.h>
@@ -48,11 +49,6 @@ static const char *mode_name(int mode)
  * clones pick AVX-512 or AVX2 at run time. Both functions are within a few
  * float ulps of 1 in absolute terms (what the gates need): tanh via
  * (1-e)/(1+e) loses relative, not absolute, accuracy near 0. NaN stays NaN. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NB_NO_CLONES)
-#define GATE_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define GATE_VEC
-#endif
 
 static inline float sigm(float v)
 {
@@ -67,7 +63,7 @@ static inline float tanh_(float v)
 }
 
 /* g (N, 4H): pre-activations in, activated i, f, g, o out. */
-GATE_VEC static void lstm_step(int N, int H, float *restrict g, const float *restrict cp, float *restrict cn,
+NB_CLONES static void lstm_step(int N, int H, float *restrict g, const float *restrict cp, float *restrict cn,
                                float *restrict tc, float *restrict h)
 {
     for (int b = 0; b < N; b++) {
@@ -89,7 +85,7 @@ GATE_VEC static void lstm_step(int N, int H, float *restrict g, const float *res
 }
 
 /* g (N, H): pre-activations in, h' out (kept in g for backward too). */
-GATE_VEC static void rnn_step(int N, int H, int relu, float *restrict g, float *restrict h)
+NB_CLONES static void rnn_step(int N, int H, int relu, float *restrict g, float *restrict h)
 {
     int64_t n = (int64_t)N * H;
     if (relu)
@@ -101,7 +97,7 @@ GATE_VEC static void rnn_step(int N, int H, int relu, float *restrict g, float *
 
 /* g (N, 4H): x W_ih^T + b_ih in the first 3H columns; gh (N, 3H): h W_hh^T +
  * b_hh. Out: r, z, n and h W_hn^T + b_hn in g, h' in h. */
-GATE_VEC static void gru_step(int N, int H, float *restrict g, const float *restrict gh, const float *restrict hp,
+NB_CLONES static void gru_step(int N, int H, float *restrict g, const float *restrict gh, const float *restrict hp,
                               float *restrict h)
 {
     for (int b = 0; b < N; b++) {
@@ -338,7 +334,7 @@ static nb_tensor *seq_op(nb_ctx *ctx, int mode, int reverse, nb_tensor **in)
 
 /* One LSTM step back: dh (N,H) in; dc (N,H) in and out (carried to the step
  * before); the gate gradients into dg (N,4H). */
-GATE_VEC static void lstm_step_back(int N, int H, const float *restrict g, const float *restrict cp,
+NB_CLONES static void lstm_step_back(int N, int H, const float *restrict g, const float *restrict cp,
                                     const float *restrict tc, const float *restrict dh, float *restrict dc,
                                     float *restrict dg)
 {
@@ -358,7 +354,7 @@ GATE_VEC static void lstm_step_back(int N, int H, const float *restrict g, const
     }
 }
 
-GATE_VEC static void rnn_step_back(int64_t n, int relu, const float *restrict h, const float *restrict dh,
+NB_CLONES static void rnn_step_back(int64_t n, int relu, const float *restrict h, const float *restrict dh,
                                    float *restrict dg)
 {
     if (relu)
@@ -369,7 +365,7 @@ GATE_VEC static void rnn_step_back(int64_t n, int relu, const float *restrict h,
 
 /* GRU step back: dgx (N,3H) gets d(x W_ih^T + b_ih), dgh (N,3H) d(h W_hh^T +
  * b_hh); dhp (N,H) gets the direct part dh * z of dh_prev. */
-GATE_VEC static void gru_step_back(int N, int H, const float *restrict g, const float *restrict hp,
+NB_CLONES static void gru_step_back(int N, int H, const float *restrict g, const float *restrict hp,
                                    const float *restrict dh, float *restrict dgx, float *restrict dgh,
                                    float *restrict dhp)
 {
@@ -391,7 +387,7 @@ GATE_VEC static void gru_step_back(int N, int H, const float *restrict g, const 
 }
 
 /* db += the column sums of m (rows x cols). */
-GATE_VEC static void add_colsum(float *restrict db, const float *restrict m, int rows, int cols)
+NB_CLONES static void add_colsum(float *restrict db, const float *restrict m, int rows, int cols)
 {
     for (int r = 0; r < rows; r++) {
         const float *mr = m + (size_t)r * cols;

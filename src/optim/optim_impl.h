@@ -3,20 +3,14 @@
 #define NABLA_OPTIM_IMPL_H
 
 #include "../core/internal.h"
+#include "../kernels/simd.h"
 
 /* Elements per block of the kernels that take square roots: a block's roots
  * are taken in one vector loop (nb__optim_sqrt), so the element loops around
  * it vectorise (a sqrtf call, which may set errno, would stop them). */
 #define NB__OPTIM_BLOCK 256
-/* The kernels' element loops, compiled for AVX-512, AVX2 and baseline x86-64
- * and chosen at load time (GCC's target_clones). -std=c11 keeps
- * -ffp-contract=off, so no clone fuses a multiply-add: every clone computes
- * the same IEEE operations and gives bit-identical results. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__) && !defined(NB_OPTIM_NO_CLONES)
-#define NB__OPTIM_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define NB__OPTIM_KERNEL
-#endif
+/* The kernels' element loops: NB_CLONES (simd.h), the same bits in every variant. */
+#define NB__OPTIM_KERNEL NB_CLONES
 
 /* Tensors with more elements run on the thread pool (static chunks). */
 #define NB__OPTIM_PAR_MIN 65536
