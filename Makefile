@@ -60,6 +60,19 @@ $(BUILD)/readme_example.c: README.md
 $(BUILD)/readme_example: $(BUILD)/readme_example.c $(BUILD)/libnabla.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libnabla.a $(LDLIBS)
 
+# The library again with each NB_CLONES loop (src/kernels/simd.h) in its
+# baseline variant alone, and a CLI on it: tests/test_clones.c trains with
+# both CLIs and requires the same bits, as the variants promise.
+NC_DIR := $(BUILD)/noclones
+NC_OBJ := $(LIB_OBJ:$(BUILD)/%=$(NC_DIR)/%)
+$(NC_DIR)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DNB_NO_CLONES $(if $(findstring _avx512,$<),$(ISA_avx512),$(if $(findstring _avx2,$<),$(ISA_avx2))) -c $< -o $@
+$(NC_DIR)/src/dist/%.o: override CFLAGS += $(if $(filter 1,$(MPI)),-DNB_MPI $(shell mpicc --showme:compile))
+
+$(NC_DIR)/nabla: $(CLI_OBJ) $(NC_OBJ)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(NC_OBJ) $(LDLIBS)
+
 $(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/libnabla.a
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libnabla.a $(LDLIBS)
 
@@ -108,7 +121,7 @@ $(LF_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(LF_DIR)/libnabla.a
 deps:
 	@scripts/install-deps.sh $(if $(filter openblas,$(BLAS)),--blas)
 
-test: deps all $(BUILD)/run_tests $(BUILD)/readme_example $(FUZZ_BIN) $(if $(HAVE_LIBFUZZER),$(LF_BIN))
+test: deps all $(BUILD)/run_tests $(BUILD)/readme_example $(NC_DIR)/nabla $(FUZZ_BIN) $(if $(HAVE_LIBFUZZER),$(LF_BIN))
 	NABLA_BUILD=$(BUILD) FUZZ_TEST_SECONDS=$(FUZZ_TEST_SECONDS) $(BUILD)/run_tests
 
 asan:
