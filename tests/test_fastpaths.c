@@ -130,6 +130,9 @@ static const fused_cfg fused_cfgs[] = {
     {2, 3, 6, 5, 1, 1, 1},     /* transposed (strided) input */
     {64, 8, 14, 14, 1, 1, 0},  /* the CNN's second block, fewer channels */
     {1, 2, 5, 1001, 1, 1, 0},  /* rows of 500 outputs: 31 vector steps and a tail */
+    {2, 3, 9, 17, 1, 1, 0},    /* rows of 8 outputs (two rows a step), odd H and W */
+    {2, 2, 6, 18, 1, 1, 0},    /* rows of 9: one row a step */
+    {3, 2, 2, 6, 0, 1, 0},     /* one output row, evaluation */
 };
 
 TEST(fused_bn_relu_pool_matches_three_ops)

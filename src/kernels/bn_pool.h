@@ -12,6 +12,16 @@
 #define NB__BP_NONE  4    /* win code: no gradient flows through this output */
 #define NB__BP_LANES 16   /* double accumulators of the backward sums */
 
+/* The lane of output (oh, o) in the backward sums: o % NB__BP_LANES, or,
+ * when rows hold at most 8 outputs (7 at 14x14), o + 8 for odd oh: the
+ * AVX-512 kernels then take two output rows per vector (lanes 0-7 and
+ * 8-15), and both versions add in the same lanes. */
+#define NB__BP_PAIR_MAX 8
+static inline int nb__bp_lane(int64_t oh, int64_t o, int64_t OW)
+{
+    return OW <= NB__BP_PAIR_MAX ? (int)(o + NB__BP_PAIR_MAX * (oh & 1)) : (int)(o % NB__BP_LANES);
+}
+
 typedef struct nb__bn_pool_kernels {
     /* z = (x - mc) * a + b; out = relu of the window's maximum of z (a later
      * value wins when greater or NaN; a non-positive maximum gives the relu
@@ -20,7 +30,7 @@ typedef struct nb__bn_pool_kernels {
     void (*forward)(const float *x, int64_t W, int64_t OH, int64_t OW, float mc, float a, float b, float *out,
                     uint8_t *win);
     /* sdy[l] += g at the winner and sdyx[l] += (float)(g * (x - mc)) there,
-     * in double, for the outputs o of each row with o % NB__BP_LANES == l. */
+     * in double, for the outputs (oh, o) with nb__bp_lane(oh, o, OW) == l. */
     void (*sums)(const float *x, int64_t W, int64_t OH, int64_t OW, const float *g, const uint8_t *win, float mc,
                  double *sdy, double *sdyx);
     /* dx = k * dz - p * (x - mc) - q over the whole (H, W) plane, written

@@ -1,8 +1,8 @@
 /* AVX-512 plane kernels of the fused batch_norm -> relu -> max_pool2d(2) op
  * (see bn_pool.h): 16 outputs per step, the even and odd input columns
  * split with vpermt2ps (and merged back for dx), row tails with masked loads
- * and stores, so the short rows of small images (7 or 14 outputs) are one
- * vector step. Plain multiplies and adds, never FMA: the same bits as the
+ * and stores, so a row of 14 outputs (28x28 images) is one vector step, and
+ * rows of at most 8 (7 at 14x14) go two to a step. Plain multiplies and adds, never FMA: the same bits as the
  * portable C in src/ops/bn_relu_pool.c. */
 #include "bn_pool.h"
 
@@ -19,28 +19,112 @@ static inline __mmask16 first(int64_t k)
 #define ILO_IDX _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
 #define IHI_IDX _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
 
-/* Columns 2o (even) and 2o+1 (odd) of 16 outputs; `cols` columns may be read. */
-static inline void split2(const float *r, int64_t cols, __m512 *even, __m512 *odd)
+/* Even and odd columns of two row pieces: lanes 0-7 from a (na floats may
+ * be read), lanes 8-15 from b (nb floats). One row of up to 32 columns is
+ * a and a + 16; two rows of up to 16 are a and b. */
+static inline void split2(const float *a, int64_t na, const float *b, int64_t nb, __m512 *even, __m512 *odd)
 {
-    __m512 lo = _mm512_maskz_loadu_ps(first(cols), r);
-    __m512 hi = _mm512_maskz_loadu_ps(first(cols - 16), r + 16);
+    __m512 lo = _mm512_maskz_loadu_ps(first(na), a);
+    __m512 hi = _mm512_maskz_loadu_ps(first(nb), b);
     *even = _mm512_permutex2var_ps(lo, EVEN_IDX, hi);
     *odd = _mm512_permutex2var_ps(lo, ODD_IDX, hi);
 }
 
-/* row[0 .. cols) = (or +=) interleave(even, odd) */
-static inline void put2(float *row, int64_t cols, __m512 even, __m512 odd, int fresh)
+/* a[0 .. na) and b[0 .. nb) = (or +=) lanes 0-7 and 8-15 of even and odd,
+ * interleaved back into columns (split2's inverse). */
+static inline void put2(float *a, int64_t na, float *b, int64_t nb, __m512 even, __m512 odd, int fresh)
 {
-    __mmask16 klo = first(cols), khi = first(cols - 16);
+    __mmask16 ka = first(na), kb = first(nb);
     __m512 lo = _mm512_permutex2var_ps(even, ILO_IDX, odd);
     __m512 hi = _mm512_permutex2var_ps(even, IHI_IDX, odd);
     if (!fresh) {
-        lo = _mm512_add_ps(_mm512_maskz_loadu_ps(klo, row), lo);
-        hi = _mm512_add_ps(_mm512_maskz_loadu_ps(khi, row + 16), hi);
+        lo = _mm512_add_ps(_mm512_maskz_loadu_ps(ka, a), lo);
+        hi = _mm512_add_ps(_mm512_maskz_loadu_ps(kb, b), hi);
     }
-    _mm512_mask_storeu_ps(row, klo, lo);
-    _mm512_mask_storeu_ps(row + 16, khi, hi);
+    _mm512_mask_storeu_ps(a, ka, lo);
+    _mm512_mask_storeu_ps(b, kb, hi);
 }
+
+/* A step of 16 lanes over the outputs: 16 outputs of one row, or, when
+ * rows hold at most 8 (NB__BP_PAIR_MAX), two rows, oh in lanes 0..OW-1 and
+ * oh + 1 in lanes 8..8+OW-1 (the lanes of nb__bp_lane). The outputs (and
+ * g, win) of a step are contiguous: `at` is the first one's index, `n`
+ * their count; `pair` moves them to their lanes and back. */
+typedef struct {
+    int64_t at, n;
+    int pair;
+} bp_step;
+
+typedef struct {
+    __m512i to, from; /* permutes: contiguous -> lanes, lanes -> contiguous */
+    __mmask16 lanes;  /* the lanes of a pair step */
+} bp_pair;
+
+static inline bp_pair pair_of(int64_t OW)
+{
+    int32_t to[16], from[16];
+    for (int l = 0; l < 16; l++) {
+        to[l] = l < 8 ? l : (int32_t)(OW + l - 8) & 15;
+        from[l] = l < OW ? l : (int32_t)(8 + l - OW) & 15;
+    }
+    const __mmask16 m = first(OW);
+    return (bp_pair){_mm512_loadu_si512(to), _mm512_loadu_si512(from), (__mmask16)(m | (m << 8))};
+}
+
+static inline __mmask16 step_lanes(const bp_step *s, const bp_pair *p) { return s->pair ? p->lanes : first(s->n); }
+
+static inline __m512 load_step(const float *v, const bp_step *s, const bp_pair *p)
+{
+    const __m512 x = _mm512_maskz_loadu_ps(first(s->n), v + s->at);
+    return s->pair ? _mm512_permutexvar_ps(p->to, x) : x;
+}
+
+static inline void store_step(float *v, const bp_step *s, const bp_pair *p, __m512 x)
+{
+    if (s->pair) x = _mm512_permutexvar_ps(p->from, x);
+    _mm512_mask_storeu_ps(v + s->at, first(s->n), x);
+}
+
+static inline __m512i load_win(const uint8_t *win, const bp_step *s, const bp_pair *p)
+{
+    const __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(first(s->n), win + s->at));
+    return s->pair ? _mm512_permutexvar_epi32(p->to, c) : c;
+}
+
+static inline void store_win(uint8_t *win, const bp_step *s, const bp_pair *p, __m512i c)
+{
+    if (s->pair) c = _mm512_permutexvar_epi32(p->from, c);
+    _mm512_mask_cvtepi32_storeu_epi8(win + s->at, first(s->n), c);
+}
+
+/* The four input rows under a step, as x0 x1 (top: even, odd columns) and
+ * x2 x3 (bottom); r0 is input row 2 oh, o the step's first output column. */
+static inline void step_inputs(const float *r0, int64_t W, int64_t o, const bp_step *s, __m512 *x0, __m512 *x1,
+                               __m512 *x2, __m512 *x3)
+{
+    const float *r1 = r0 + W;
+    if (s->pair) { /* rows 2oh, 2oh+2 (top) and 2oh+1, 2oh+3 (bottom) */
+        const int64_t c = s->n; /* 2 OW columns a row */
+        split2(r0, c, r0 + 2 * W, c, x0, x1);
+        split2(r1, c, r1 + 2 * W, c, x2, x3);
+    } else {
+        const int64_t c = 2 * s->n;
+        split2(r0 + 2 * o, c, r0 + 2 * o + 16, c - 16, x0, x1);
+        split2(r1 + 2 * o, c, r1 + 2 * o + 16, c - 16, x2, x3);
+    }
+}
+
+/* Runs body over the steps of an (OH, OW) output plane, with oh, o (the
+ * step's first row and column) and st (its bp_step) in scope. */
+#define BP_STEPS(OH, OW, ...)                                                                  \
+    for (int64_t oh = 0; oh < (OH);) {                                                         \
+        const int pair_ = (OW) <= NB__BP_PAIR_MAX && oh + 1 < (OH);                            \
+        for (int64_t o = 0; o < (OW); o += 16) {                                               \
+            const bp_step st = {oh * (OW) + o, pair_ ? 2 * (OW) : ((OW) - o < 16 ? (OW) - o : 16), pair_}; \
+            __VA_ARGS__;                                                                       \
+        }                                                                                      \
+        oh += pair_ ? 2 : 1;                                                                   \
+    }
 
 /* (v - mc) * a + b */
 static inline __m512 norm(__m512 v, __m512 mc, __m512 a, __m512 b)
@@ -58,39 +142,31 @@ static void forward(const float *x, int64_t W, int64_t OH, int64_t OW, float mc,
                     uint8_t *win)
 {
     const __m512 vm = _mm512_set1_ps(mc), va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
-    for (int64_t oh = 0; oh < OH; oh++) {
-        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
-        for (int64_t o = 0; o < OW; o += 16) {
-            const int64_t k = OW - o;
-            const __mmask16 km = first(k);
-            __m512 z0, z1, z2, z3;
-            split2(r0 + 2 * o, 2 * k, &z0, &z1);
-            split2(r1 + 2 * o, 2 * k, &z2, &z3);
-            z0 = norm(z0, vm, va, vb);
-            z1 = norm(z1, vm, va, vb);
-            z2 = norm(z2, vm, va, vb);
-            z3 = norm(z3, vm, va, vb);
-            __m512 m = z0;
-            __m512i pos = _mm512_setzero_si512();
-            __mmask16 t = wins(z1, m);
-            m = _mm512_mask_blend_ps(t, m, z1);
-            pos = _mm512_mask_blend_epi32(t, pos, _mm512_set1_epi32(1));
-            t = wins(z2, m);
-            m = _mm512_mask_blend_ps(t, m, z2);
-            pos = _mm512_mask_blend_epi32(t, pos, _mm512_set1_epi32(2));
-            t = wins(z3, m);
-            m = _mm512_mask_blend_ps(t, m, z3);
-            pos = _mm512_mask_blend_epi32(t, pos, _mm512_set1_epi32(3));
-            const __mmask16 positive = _mm512_cmp_ps_mask(m, zero, _CMP_GT_OQ);
-            const __mmask16 keep = positive | _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
-            const __m512 relu0 = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z0, zero, _CMP_LT_OQ), z0, zero);
-            _mm512_mask_storeu_ps(out + oh * OW + o, km, _mm512_mask_blend_ps(keep, relu0, m));
-            if (win) {
-                const __m512i code = _mm512_mask_blend_epi32(positive, _mm512_set1_epi32(NB__BP_NONE), pos);
-                _mm512_mask_cvtepi32_storeu_epi8(win + oh * OW + o, km, code);
-            }
-        }
-    }
+    const bp_pair pr = pair_of(OW);
+    BP_STEPS(OH, OW, {
+        __m512 z0, z1, z2, z3;
+        step_inputs(x + 2 * oh * W, W, o, &st, &z0, &z1, &z2, &z3);
+        z0 = norm(z0, vm, va, vb);
+        z1 = norm(z1, vm, va, vb);
+        z2 = norm(z2, vm, va, vb);
+        z3 = norm(z3, vm, va, vb);
+        __m512 m = z0;
+        __m512i pos = _mm512_setzero_si512();
+        __mmask16 t = wins(z1, m);
+        m = _mm512_mask_blend_ps(t, m, z1);
+        pos = _mm512_mask_blend_epi32(t, pos, _mm512_set1_epi32(1));
+        t = wins(z2, m);
+        m = _mm512_mask_blend_ps(t, m, z2);
+        pos = _mm512_mask_blend_epi32(t, pos, _mm512_set1_epi32(2));
+        t = wins(z3, m);
+        m = _mm512_mask_blend_ps(t, m, z3);
+        pos = _mm512_mask_blend_epi32(t, pos, _mm512_set1_epi32(3));
+        const __mmask16 positive = _mm512_cmp_ps_mask(m, zero, _CMP_GT_OQ);
+        const __mmask16 keep = positive | _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
+        const __m512 relu0 = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z0, zero, _CMP_LT_OQ), z0, zero);
+        store_step(out, &st, &pr, _mm512_mask_blend_ps(keep, relu0, m));
+        if (win) store_win(win, &st, &pr, _mm512_mask_blend_epi32(positive, _mm512_set1_epi32(NB__BP_NONE), pos));
+    });
 }
 
 /* The input under each output's winner (code 4, none, picks the last). */
@@ -105,28 +181,24 @@ static void sums(const float *x, int64_t W, int64_t OH, int64_t OW, const float 
                  double *sdy, double *sdyx)
 {
     const __m512 vm = _mm512_set1_ps(mc), zero = _mm512_setzero_ps();
+    const bp_pair pr = pair_of(OW);
     __m512d a0 = _mm512_loadu_pd(sdy), a1 = _mm512_loadu_pd(sdy + 8);
     __m512d b0 = _mm512_loadu_pd(sdyx), b1 = _mm512_loadu_pd(sdyx + 8);
-    for (int64_t oh = 0; oh < OH; oh++) {
-        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
-        for (int64_t o = 0; o < OW; o += 16) {
-            const int64_t k = OW - o;
-            const __mmask16 km = first(k);
-            __m512 x0, x1, x2, x3;
-            split2(r0 + 2 * o, 2 * k, &x0, &x1);
-            split2(r1 + 2 * o, 2 * k, &x2, &x3);
-            const __m512i code = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(km, win + oh * OW + o));
-            const __m512 gv = _mm512_maskz_loadu_ps(km, g + oh * OW + o);
-            const __m512 gw = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(code, _mm512_set1_epi32(NB__BP_NONE)), gv,
-                                                   zero);
-            const __m512 prod = _mm512_mul_ps(gw, _mm512_sub_ps(at_winner(code, x0, x1, x2, x3), vm));
-            const __mmask8 lo = (__mmask8)km, hi = (__mmask8)(km >> 8);
-            a0 = _mm512_mask_add_pd(a0, lo, a0, _mm512_cvtps_pd(_mm512_castps512_ps256(gw)));
-            a1 = _mm512_mask_add_pd(a1, hi, a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(gw, 1)));
-            b0 = _mm512_mask_add_pd(b0, lo, b0, _mm512_cvtps_pd(_mm512_castps512_ps256(prod)));
-            b1 = _mm512_mask_add_pd(b1, hi, b1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(prod, 1)));
-        }
-    }
+    BP_STEPS(OH, OW, {
+        __m512 x0, x1, x2, x3;
+        step_inputs(x + 2 * oh * W, W, o, &st, &x0, &x1, &x2, &x3);
+        const __m512i code = load_win(win, &st, &pr);
+        const __m512 gv = load_step(g, &st, &pr);
+        const __m512 gw =
+            _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(code, _mm512_set1_epi32(NB__BP_NONE)), gv, zero);
+        const __m512 prod = _mm512_mul_ps(gw, _mm512_sub_ps(at_winner(code, x0, x1, x2, x3), vm));
+        const __mmask16 km = step_lanes(&st, &pr);
+        const __mmask8 lo = (__mmask8)km, hi = (__mmask8)(km >> 8);
+        a0 = _mm512_mask_add_pd(a0, lo, a0, _mm512_cvtps_pd(_mm512_castps512_ps256(gw)));
+        a1 = _mm512_mask_add_pd(a1, hi, a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(gw, 1)));
+        b0 = _mm512_mask_add_pd(b0, lo, b0, _mm512_cvtps_pd(_mm512_castps512_ps256(prod)));
+        b1 = _mm512_mask_add_pd(b1, hi, b1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(prod, 1)));
+    });
     _mm512_storeu_pd(sdy, a0);
     _mm512_storeu_pd(sdy + 8, a1);
     _mm512_storeu_pd(sdyx, b0);
@@ -168,24 +240,26 @@ static void dx(const float *x, int64_t H, int64_t W, int64_t OW, const float *g,
     const __m512 vm = _mm512_set1_ps(mc), vk = _mm512_set1_ps(k), vp = _mm512_set1_ps(p), vq = _mm512_set1_ps(q);
     const __m512 zero = _mm512_setzero_ps();
     const int64_t OH = H / 2;
-    for (int64_t oh = 0; oh < OH; oh++) {
-        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+    const bp_pair pr = pair_of(OW);
+    BP_STEPS(OH, OW, {
+        __m512 x0, x1, x2, x3;
+        step_inputs(x + 2 * oh * W, W, o, &st, &x0, &x1, &x2, &x3);
+        const __m512i code = load_win(win, &st, &pr);
+        const __m512 gv = load_step(g, &st, &pr);
+        __m512 dz[4];
+        for (int j = 0; j < 4; j++)
+            dz[j] = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(code, _mm512_set1_epi32(j)), zero, gv);
+        const __m512 e0 = grad(dz[0], x0, vm, vk, vp, vq), o0 = grad(dz[1], x1, vm, vk, vp, vq);
+        const __m512 e1 = grad(dz[2], x2, vm, vk, vp, vq), o1 = grad(dz[3], x3, vm, vk, vp, vq);
         float *d0 = d + 2 * oh * W, *d1 = d0 + W;
-        for (int64_t o = 0; o < OW; o += 16) {
-            const int64_t n = OW - o;
-            const __mmask16 km = first(n);
-            __m512 x0, x1, x2, x3;
-            split2(r0 + 2 * o, 2 * n, &x0, &x1);
-            split2(r1 + 2 * o, 2 * n, &x2, &x3);
-            const __m512i code = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(km, win + oh * OW + o));
-            const __m512 gv = _mm512_maskz_loadu_ps(km, g + oh * OW + o);
-            __m512 dz[4];
-            for (int j = 0; j < 4; j++)
-                dz[j] = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(code, _mm512_set1_epi32(j)), zero, gv);
-            put2(d0 + 2 * o, 2 * n, grad(dz[0], x0, vm, vk, vp, vq), grad(dz[1], x1, vm, vk, vp, vq), fresh);
-            put2(d1 + 2 * o, 2 * n, grad(dz[2], x2, vm, vk, vp, vq), grad(dz[3], x3, vm, vk, vp, vq), fresh);
+        if (st.pair) { /* rows 2oh and 2oh+2, then 2oh+1 and 2oh+3 */
+            put2(d0, st.n, d0 + 2 * W, st.n, e0, o0, fresh);
+            put2(d1, st.n, d1 + 2 * W, st.n, e1, o1, fresh);
+        } else {
+            put2(d0 + 2 * o, 2 * st.n, d0 + 2 * o + 16, 2 * st.n - 16, e0, o0, fresh);
+            put2(d1 + 2 * o, 2 * st.n, d1 + 2 * o + 16, 2 * st.n - 16, e1, o1, fresh);
         }
-    }
+    });
     if (W % 2) dx_rest(x + W - 1, 2 * OH, W, mc, k, p, q, d + W - 1, fresh);
     if (H % 2) dx_rest(x + (H - 1) * W, W, 1, mc, k, p, q, d + (H - 1) * W, fresh);
 }

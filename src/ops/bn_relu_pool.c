@@ -82,8 +82,9 @@ static void sums_plane_c(const float *x, int64_t W, int64_t OH, int64_t OW, cons
         for (int64_t o = 0; o < OW; o++) {
             const int w = win[oh * OW + o];
             const float gw = w == NB__BP_NONE ? 0.0f : g[oh * OW + o];
-            sdy[o % NB__BP_LANES] += (double)gw;
-            sdyx[o % NB__BP_LANES] += (double)(gw * (at_winner(r0, r1, o, w) - mc));
+            const int l = nb__bp_lane(oh, o, OW);
+            sdy[l] += (double)gw;
+            sdyx[l] += (double)(gw * (at_winner(r0, r1, o, w) - mc));
         }
     }
 }
