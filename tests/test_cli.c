@@ -311,8 +311,17 @@ TEST(cli_train_resume_is_exact_and_runs_repeat)
     CHECK(nbt_nabla(RUN " --out '%s'", a) == 0);
     CHECK(nbt_nabla(RUN " --out '%s'", b) == 0);
     CHECK_MSG(same_files(a, b), "two runs with the same seed differ");
-    CHECK(nbt_nabla(RUN " --checkpoint '%s' --checkpoint-every 4 --max-steps 17", ck) == 0);
-    CHECK(strstr(nbt_out, "stopped after step 17"));
+    char ms[4096]; /* nbt_tmp_path keeps 4 paths, all in use above */
+    snprintf(ms, sizeof ms, "%s/det-ms.safetensors", nbt_tmpdir());
+    CHECK(nbt_nabla(RUN " --checkpoint '%s' --checkpoint-every 4 --max-steps 17 --out '%s'", ck, ms) == 0);
+    CHECK(strstr(nbt_out, "stopped after step 17 (--max-steps); weights in"));
+    /* --out holds the weights of step 17, as the checkpoint does */
+    nb_model *wm = NULL, *cm = NULL;
+    CHECK_OK(nb_model_load_file(ms, &wm));
+    CHECK_OK(nb_model_load_file(ck, &cm));
+    CHECK(wm->numel == cm->numel && !memcmp(wm->data, cm->data, wm->numel * sizeof(float)));
+    nb_model_free(wm);
+    nb_model_free(cm);
     CHECK(nbt_nabla("train --resume '%s' --out '%s' --threads 2", ck, r) == 0);
     CHECK(strstr(nbt_out, "resuming from") && strstr(nbt_out, "epoch 2, step 17"));
     CHECK_MSG(same_files(a, r), "the resumed run differs from the uninterrupted one");

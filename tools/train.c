@@ -34,8 +34,8 @@ const cli_cmd cli_train_cmd = {
     "test loss), and a linear warm-up in front of any of them but plateau:\n"
     "warmup:EPOCHS[:START_FACTOR]+cosine. Keys may be named: cosine:eta_min=1e-5.\n"
     "Clipping (--clip-grad-value, then --clip-grad-norm) acts before each step.\n\n"
-    "--out is written atomically after every epoch, so an interrupted run keeps the\n"
-    "last finished epoch. --checkpoint FILE saves everything the run needs to go on\n"
+    "--out is written atomically after every epoch (and when --max-steps stops the\n"
+    "run), so an interrupted run keeps the last finished epoch. --checkpoint FILE saves everything the run needs to go on\n"
     "(weights, optimizer moments and step count, schedule, dropout generator, data\n"
     "order and position, progress, settings) atomically after each epoch and every\n"
     "--checkpoint-every steps; --resume FILE continues it exactly (the same weights\n"
@@ -130,6 +130,17 @@ static int save_checkpoint(const trainer *t)
     nb_checkpoint c = {t->m, t->o, t->sched, nb_ctx_rng(t->ctx), t->l};
     if (nb_checkpoint_save(a->checkpoint, &c, meta, (int)(sizeof meta / sizeof meta[0]) / 2) != NB_OK)
         return cli_lib_error();
+    return 0;
+}
+
+/* The weights into --out (atomically) after `what` number n (an epoch, or
+ * the step --max-steps stopped at). The step refuses non-finite gradients,
+ * but check anyway: a bad file must never replace a good one. */
+static int save_weights(const trainer *t, const char *what, long long n)
+{
+    if (!cli_all_finite(t->m->data, t->m->numel))
+        return cli_fail("training diverged: non-finite weights after %s %lld; %s not written", what, n, t->a->out);
+    if (nb_model_save(t->m, t->a->out) != NB_OK) return cli_lib_error();
     return 0;
 }
 
@@ -353,8 +364,10 @@ static int run(const train_opts *a)
         int r = train_epoch(&t, &train_s);
         if (r == EPOCH_STOPPED) {
             if (a->checkpoint && save_checkpoint(&t)) goto done;
+            if (a->out && save_weights(&t, "step", t.p.step)) goto done;
             if (!a->quiet)
-                printf("stopped after step %lld (--max-steps)%s%s\n", (long long)t.p.step,
+                printf("stopped after step %lld (--max-steps)%s%s%s%s\n", (long long)t.p.step,
+                       a->out ? "; weights in " : "", a->out ? a->out : "",
                        a->checkpoint ? "; continue with --resume " : "", a->checkpoint ? a->checkpoint : "");
             rc = CLI_OK;
             goto done;
@@ -367,18 +380,7 @@ static int run(const train_opts *a)
             cli_lib_error();
             goto done;
         }
-        if (a->out) {
-            /* The step refuses non-finite gradients, but check anyway: a bad
-             * file must never replace a good one. */
-            if (!cli_all_finite(t.m->data, t.m->numel)) {
-                cli_fail("training diverged: non-finite weights after epoch %d; %s not written", epoch, a->out);
-                goto done;
-            }
-            if (nb_model_save(t.m, a->out) != NB_OK) {
-                cli_lib_error();
-                goto done;
-            }
-        }
+        if (a->out && save_weights(&t, "epoch", epoch)) goto done;
         /* the next epoch's lr (a plateau watches the test loss) and order */
         if (nb_schedule_step_metric(t.sched, test_loss) != NB_OK) {
             cli_lib_error();
@@ -464,12 +466,12 @@ int cmd_train(int argc, char **argv)
         {"skip-nonfinite", CLI_FLAG, &a.skip_nonfinite, 0, 0, NULL, "skip updates with a non-finite loss or gradient (counted) instead of stopping", 0},
         {"seed", CLI_U64, &a.seed, 0, 0, "S", "seed of the initialisation, the shuffle and dropout", 0},
         {"threads", CLI_INT, &a.threads, 0, 4096, "T", "kernel threads, 0 = all cores", 0},
-        {"out", CLI_STR, &a.out, 0, 0, "FILE", "save the weights (safetensors) after each epoch", 0},
+        {"out", CLI_STR, &a.out, 0, 0, "FILE", "save the weights (safetensors) after each epoch and at --max-steps", 0},
         {"metrics", CLI_STR, &a.metrics, 0, 0, "FILE", "write one JSON line per epoch", 0},
         {"checkpoint", CLI_STR, &a.checkpoint, 0, 0, "FILE", "save a checkpoint after each epoch (and see --checkpoint-every)", 0},
         {"checkpoint-every", CLI_I64, &a.checkpoint_every, 0, 1e12, "N", "also save it every N steps, 0 = only after epochs", 0},
         {"resume", CLI_STR, &a.resume, 0, 0, "FILE", "continue the run saved in a checkpoint", 0},
-        {"max-steps", CLI_I64, &a.max_steps, 0, 1e12, "N", "stop after N steps in all (saving the checkpoint), 0 = no limit", 0},
+        {"max-steps", CLI_I64, &a.max_steps, 0, 1e12, "N", "stop after N steps in all (saving the checkpoint and --out), 0 = no limit", 0},
         {"limit-train", CLI_I64, &a.limit_train, 0, 1e12, "N", "use only the first N training images, 0 = all", 0},
         {"data", CLI_STR, &a.data, 0, 0, "DIR", "Fashion-MNIST directory", 0},
         {"quiet", CLI_FLAG, &a.quiet, 0, 0, NULL, "print nothing but errors", 0},
