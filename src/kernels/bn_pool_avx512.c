@@ -2,8 +2,8 @@
  * (see bn_pool.h): 16 outputs per step, the even and odd input columns
  * split with vpermt2ps (and merged back for dx), row tails with masked loads
  * and stores, so a row of 14 outputs (28x28 images) is one vector step, and
- * rows of at most 8 (7 at 14x14) go two to a step. Plain multiplies and adds, never FMA: the same bits as the
- * portable C in src/ops/bn_relu_pool.c. */
+ * rows of at most 8 (7 at 14x14) go two to a step. Plain multiplies and
+ * adds, never FMA: the same bits as the portable C in src/ops/bn_relu_pool.c. */
 #include "bn_pool.h"
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
@@ -111,6 +111,23 @@ static inline void step_inputs(const float *r0, int64_t W, int64_t o, const bp_s
         const int64_t c = 2 * s->n;
         split2(r0 + 2 * o, c, r0 + 2 * o + 16, c - 16, x0, x1);
         split2(r1 + 2 * o, c, r1 + 2 * o + 16, c - 16, x2, x3);
+    }
+}
+
+/* step_inputs' inverse for dx: e0 o0 into the top rows under the step, e1
+ * o1 into the bottom ones (d0 is row 2 oh of dx), written or added. */
+static inline void step_outputs(float *d0, int64_t W, int64_t o, const bp_step *s, __m512 e0, __m512 o0, __m512 e1,
+                                __m512 o1, int fresh)
+{
+    float *d1 = d0 + W;
+    if (s->pair) {
+        const int64_t c = s->n;
+        put2(d0, c, d0 + 2 * W, c, e0, o0, fresh);
+        put2(d1, c, d1 + 2 * W, c, e1, o1, fresh);
+    } else {
+        const int64_t c = 2 * s->n;
+        put2(d0 + 2 * o, c, d0 + 2 * o + 16, c - 16, e0, o0, fresh);
+        put2(d1 + 2 * o, c, d1 + 2 * o + 16, c - 16, e1, o1, fresh);
     }
 }
 
@@ -249,16 +266,8 @@ static void dx(const float *x, int64_t H, int64_t W, int64_t OW, const float *g,
         __m512 dz[4];
         for (int j = 0; j < 4; j++)
             dz[j] = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(code, _mm512_set1_epi32(j)), zero, gv);
-        const __m512 e0 = grad(dz[0], x0, vm, vk, vp, vq), o0 = grad(dz[1], x1, vm, vk, vp, vq);
-        const __m512 e1 = grad(dz[2], x2, vm, vk, vp, vq), o1 = grad(dz[3], x3, vm, vk, vp, vq);
-        float *d0 = d + 2 * oh * W, *d1 = d0 + W;
-        if (st.pair) { /* rows 2oh and 2oh+2, then 2oh+1 and 2oh+3 */
-            put2(d0, st.n, d0 + 2 * W, st.n, e0, o0, fresh);
-            put2(d1, st.n, d1 + 2 * W, st.n, e1, o1, fresh);
-        } else {
-            put2(d0 + 2 * o, 2 * st.n, d0 + 2 * o + 16, 2 * st.n - 16, e0, o0, fresh);
-            put2(d1 + 2 * o, 2 * st.n, d1 + 2 * o + 16, 2 * st.n - 16, e1, o1, fresh);
-        }
+        step_outputs(d + 2 * oh * W, W, o, &st, grad(dz[0], x0, vm, vk, vp, vq), grad(dz[1], x1, vm, vk, vp, vq),
+                     grad(dz[2], x2, vm, vk, vp, vq), grad(dz[3], x3, vm, vk, vp, vq), fresh);
     });
     if (W % 2) dx_rest(x + W - 1, 2 * OH, W, mc, k, p, q, d + W - 1, fresh);
     if (H % 2) dx_rest(x + (H - 1) * W, W, 1, mc, k, p, q, d + (H - 1) * W, fresh);
