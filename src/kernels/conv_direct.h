@@ -13,7 +13,8 @@
 
 #define NB__CD_TAPS_MAX 25   /* kh * kw at most (up to 5x5) */
 #define NB__CD_OB       8    /* output channels per register block */
-#define NB__CD_LANES    16   /* partial sums per weight in the gradient */
+#define NB__CD_LANES    16   /* partial sums per weight in the gradient (nb__sum_lanes16 adds them) */
+_Static_assert(NB__CD_LANES == 16, "the lanes are added by nb__sum_lanes16 (simd.h)");
 
 typedef struct nb__cd_geom {
     int64_t H, W, OH, OW, O;   /* input (H, W), output (O, OH, OW) per sample */
@@ -24,14 +25,6 @@ typedef struct nb__cd_geom {
 /* Floats of the zero-padded copy of one input plane the kernels work on. */
 static inline int64_t nb__cd_pad_floats(const nb__cd_geom *g) { return (g->OH + g->kh - 1) * g->PW + 16; }
 
-/* The sum of one weight's NB__CD_LANES partial sums (weight_acc below), in
- * a fixed tree: the same bits wherever the lanes were summed. */
-static inline float nb__cd_lanes_total(float lane[NB__CD_LANES])
-{
-    for (int h = NB__CD_LANES / 2; h >= 1; h /= 2)
-        for (int l = 0; l < h; l++) lane[l] += lane[l + h];
-    return lane[0];
-}
 
 typedef struct nb__conv_direct_kernels {
     /* y (O, OH, OW) = b + w (O, kh*kw) (*) x (H, W) for one sample; b may be

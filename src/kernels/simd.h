@@ -119,6 +119,16 @@ typedef int nb_vmask;
 #define NB_CLONES
 #endif
 
+/* The sum of 16 partial sums in a fixed tree (lane l adds l + 8, then l + 4,
+ * l + 2, l + 1): the same bits whichever code or vector width filled the
+ * lanes (the direct convolution's weight gradient, softmax's rows). */
+static inline float nb__sum_lanes16(float lane[16])
+{
+    for (int h = 8; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) lane[l] += lane[l + h];
+    return lane[0];
+}
+
 /* Whether this CPU runs the *_avx512.c kernels: the Makefile compiles them
  * with AVX-512 F, DQ, BW and VL and FMA, so the compiler may use any of
  * those (a CPU with F alone, such as Xeon Phi, would fault). Every choice

@@ -296,17 +296,10 @@ static int sm_geometry(nb_ctx *ctx, const char *name, nb_tensor *x, int axis, sm
 }
 
 /* A row's sums run in SM_LANES fixed lanes (element j in lane j %
- * SM_LANES), added up in a fixed tree: the same bits in every NB_CLONES
+ * SM_LANES), added up by nb__sum_lanes16: the same bits in every NB_CLONES
  * variant, whatever its vector width (an `omp simd` reduction would group
  * the sum by the width). */
 #define SM_LANES 16
-
-static inline float sm_lanes_total(float a[SM_LANES])
-{
-    for (int h = SM_LANES / 2; h >= 1; h /= 2)
-        for (int l = 0; l < h; l++) a[l] += a[l + h];
-    return a[0];
-}
 
 /* sum_j e^(x[j] - m), each term stored in y[j] when y is not NULL. */
 static inline float sm_exp_sum(const float *x, float m, float *y, int64_t dim)
@@ -324,7 +317,7 @@ static inline float sm_exp_sum(const float *x, float m, float *y, int64_t dim)
         if (y) y[j + l] = e;
         a[l] += e;
     }
-    return sm_lanes_total(a);
+    return nb__sum_lanes16(a);
 }
 
 /* sum_j g[j] * (y ? y[j] : 1) */
@@ -335,7 +328,7 @@ static inline float sm_dot(const float *g, const float *y, int64_t dim)
     for (; j + SM_LANES <= dim; j += SM_LANES)
         for (int l = 0; l < SM_LANES; l++) a[l] += y ? g[j + l] * y[j + l] : g[j + l];
     for (int l = 0; j + l < dim; l++) a[l] += y ? g[j + l] * y[j + l] : g[j + l];
-    return sm_lanes_total(a);
+    return nb__sum_lanes16(a);
 }
 
 /* One row (inner == 1): y = softmax(x) or log_softmax(x); y may equal x. The

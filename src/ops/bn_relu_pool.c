@@ -493,7 +493,7 @@ static void cbp_pair(const cbp_job *j, int64_t c0, float *planes, float *pad, fl
         for (int t = 0; t <= T; t++) {
             float lane[NB__CD_LANES];
             memcpy(lane, acc + ((c - c0) * (T + 1) + t) * NB__CD_LANES, sizeof lane);
-            const float sum = nb__cd_lanes_total(lane);
+            const float sum = nb__sum_lanes16(lane);
             if (t < T && j->dcw) j->dcw[c * T + t] += sum;
             if (t == T && j->dcb) j->dcb[c] += sum;
         }

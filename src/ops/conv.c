@@ -527,7 +527,7 @@ static nb_status direct_weight(nb_ctx *ctx, const cv_geom *g, const float *x, co
                 lane[l] = 0.0f;
                 for (int64_t p = 0; p < parts; p++) lane[l] += acc[p * accf + (o * (T + 1) + t) * NB__CD_LANES + l];
             }
-            const float sum = nb__cd_lanes_total(lane);
+            const float sum = nb__sum_lanes16(lane);
             if (t < T && dw) dw[o * T + t] += sum;
             if (t == T && db) db[o] += sum;
         }
