@@ -65,6 +65,29 @@ int nbt_nabla(const char *fmt, ...)
     return nbt_shell(nbt_out, sizeof nbt_out, nbt_err, sizeof nbt_err, "%s/nabla %s", nbt_build_dir(), args);
 }
 
+int nbt_read_file(const char *path, char **data, size_t *len)
+{
+    *data = NULL, *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    int ok = n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (*data = malloc((size_t)n + 1)) &&
+             (*len = fread(*data, 1, (size_t)n, f)) == (size_t)n;
+    if (*data) (*data)[*len] = 0;
+    fclose(f);
+    return ok;
+}
+
+int nbt_same_files(const char *a, const char *b)
+{
+    char *x = NULL, *y = NULL;
+    size_t lx = 0, ly = 0;
+    int same = nbt_read_file(a, &x, &lx) && nbt_read_file(b, &y, &ly) && lx == ly && !memcmp(x, y, lx);
+    free(x);
+    free(y);
+    return same;
+}
+
 const char *nbt_tmp_path(const char *name)
 {
     static char bufs[4][512];

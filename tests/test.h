@@ -28,6 +28,11 @@ int nbt_shell(char *out, size_t outsz, char *err, size_t errsz, const char *fmt,
  * not exit normally. */
 extern char nbt_out[1 << 16], nbt_err[1 << 16];
 int nbt_nabla(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The whole file at path into *data (malloc'ed, NUL-terminated; the caller
+ * frees it) and its length into *len; 0 when it cannot be read whole. */
+int nbt_read_file(const char *path, char **data, size_t *len);
+/* Whether the files at a and b can be read and hold the same bytes. */
+int nbt_same_files(const char *a, const char *b);
 /* "<nbt_tmpdir()>/name" in one of 4 rotating buffers. */
 const char *nbt_tmp_path(const char *name);
 /* Path of a file in tests/fixtures. */

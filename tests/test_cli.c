@@ -8,19 +8,6 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
-static int read_file(const char *path, char **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *data = malloc((size_t)n + 1);
-    *len = fread(*data, 1, (size_t)n, f);
-    fclose(f);
-    return *len == (size_t)n;
-}
-
 /* One short training run shared by the tests that need a weights file:
  * 2,000 images, one epoch. Returns 1 when it succeeded. */
 static int trained_ok = -1;
@@ -134,7 +121,7 @@ TEST(cli_train_writes_weights_and_metrics)
     CHECK(strstr(train_stdout, "epoch 1/1") && strstr(train_stdout, "test_acc") && strstr(train_stdout, "img/s"));
     char *m = NULL;
     size_t len = 0;
-    CHECK(read_file(nbt_tmp_path("mlp.jsonl"), &m, &len));
+    CHECK(nbt_read_file(nbt_tmp_path("mlp.jsonl"), &m, &len));
     double acc = -1;
     int ok = metrics_line_ok(m, &acc), lines = 0;
     for (size_t i = 0; i < len; i++) lines += m[i] == '\n';
@@ -167,7 +154,8 @@ TEST(cli_train_is_deterministic_for_a_seed)
     CHECK(nbt_out[0] == 0); /* --quiet */
     char *a = NULL, *b = NULL;
     size_t la = 0, lb = 0;
-    CHECK(read_file(nbt_tmp_path("mlp.safetensors"), &a, &la) && read_file(nbt_tmp_path("again.safetensors"), &b, &lb));
+    CHECK(nbt_read_file(nbt_tmp_path("mlp.safetensors"), &a, &la) &&
+          nbt_read_file(nbt_tmp_path("again.safetensors"), &b, &lb));
     int same = la == lb && !memcmp(a, b, la);
     free(a);
     free(b);
@@ -215,7 +203,7 @@ TEST(cli_diverged_run_keeps_the_old_weights)
     const char *out = nbt_tmp_path("keep.safetensors");
     char *before = NULL, *after = NULL;
     size_t lb = 0, la = 0;
-    CHECK(read_file(nbt_tmp_path("mlp.safetensors"), &before, &lb));
+    CHECK(nbt_read_file(nbt_tmp_path("mlp.safetensors"), &before, &lb));
     FILE *f = fopen(out, "wb");
     CHECK(f && fwrite(before, 1, lb, f) == lb);
     fclose(f);
@@ -223,7 +211,7 @@ TEST(cli_diverged_run_keeps_the_old_weights)
                    nbt_tmp_path("nan.jsonl"));
     CHECK_MSG(rc == 1, "exit %d, stderr %s", rc, nbt_err);
     CHECK_MSG(strstr(nbt_err, "diverged") || strstr(nbt_err, "non-finite"), "stderr: %s", nbt_err);
-    CHECK(read_file(out, &after, &la));
+    CHECK(nbt_read_file(out, &after, &la));
     int same = la == lb && !memcmp(before, after, la);
     free(before);
     free(after);
@@ -290,16 +278,6 @@ TEST(png_grid_round_trip)
     CHECK(back == NULL);
 }
 
-static int same_files(const char *a, const char *b)
-{
-    char *x = NULL, *y = NULL;
-    size_t lx = 0, ly = 0;
-    int same = read_file(a, &x, &lx) && read_file(b, &y, &ly) && lx == ly && !memcmp(x, y, lx);
-    free(x);
-    free(y);
-    return same;
-}
-
 /* Determinism and exact resume through the command line: two runs with the
  * same seed write the same bytes; a run stopped mid-epoch by --max-steps and
  * continued with --resume ends with the same weights too. */
@@ -310,7 +288,7 @@ TEST(cli_train_resume_is_exact_and_runs_repeat)
                *r = nbt_tmp_path("det-r.safetensors"), *ck = nbt_tmp_path("det.ckpt");
     CHECK(nbt_nabla(RUN " --out '%s'", a) == 0);
     CHECK(nbt_nabla(RUN " --out '%s'", b) == 0);
-    CHECK_MSG(same_files(a, b), "two runs with the same seed differ");
+    CHECK_MSG(nbt_same_files(a, b), "two runs with the same seed differ");
     char ms[4096]; /* nbt_tmp_path keeps 4 paths, all in use above */
     snprintf(ms, sizeof ms, "%s/det-ms.safetensors", nbt_tmpdir());
     CHECK(nbt_nabla(RUN " --checkpoint '%s' --checkpoint-every 4 --max-steps 17 --out '%s'", ck, ms) == 0);
@@ -324,7 +302,7 @@ TEST(cli_train_resume_is_exact_and_runs_repeat)
     nb_model_free(cm);
     CHECK(nbt_nabla("train --resume '%s' --out '%s' --threads 2", ck, r) == 0);
     CHECK(strstr(nbt_out, "resuming from") && strstr(nbt_out, "epoch 2, step 17"));
-    CHECK_MSG(same_files(a, r), "the resumed run differs from the uninterrupted one");
+    CHECK_MSG(nbt_same_files(a, r), "the resumed run differs from the uninterrupted one");
     /* the checkpoint is a weights file too */
     CHECK(nbt_nabla("eval --weights '%s'", ck) == 0);
     /* settings come from the checkpoint */
@@ -345,7 +323,7 @@ TEST(cli_train_nonfinite_keeps_checkpoint_or_skips)
     CHECK(nbt_nabla("train --limit-train 200 --epochs 1 --threads 2 --checkpoint '%s'", copy) == 0);
     CHECK(nbt_nabla("train --limit-train 1000 --epochs 1 --lr 1e30 --threads 2 --checkpoint '%s'", ck) == 1);
     CHECK_MSG(strstr(nbt_err, "diverged") && strstr(nbt_err, "step"), "stderr: %s", nbt_err);
-    CHECK_MSG(same_files(ck, copy), "the checkpoint changed after a diverged run");
+    CHECK_MSG(nbt_same_files(ck, copy), "the checkpoint changed after a diverged run");
     CHECK(nbt_nabla("train --limit-train 1000 --epochs 1 --lr 1e30 --threads 2 --skip-nonfinite") == 0);
     CHECK_MSG(strstr(nbt_out, "skipped"), "stdout: %s", nbt_out);
 }

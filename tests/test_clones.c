@@ -7,17 +7,6 @@
  * optimizer) must write the same weights, byte for byte. */
 #include "test.h"
 #include <stdio.h>
-#include <stdlib.h>
-
-static int slurp(const char *path, char **data, long *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    int ok = fseek(f, 0, SEEK_END) == 0 && (*len = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
-             (*data = malloc((size_t)*len)) && fread(*data, 1, (size_t)*len, f) == (size_t)*len;
-    fclose(f);
-    return ok;
-}
 
 TEST(clones_give_the_baseline_bits)
 {
@@ -32,19 +21,13 @@ TEST(clones_give_the_baseline_bits)
     };
     char cmd[1024], err[512];
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
-        char *a = NULL, *b = NULL;
-        long na = 0, nb = 0;
         for (int k = 0; k < 2; k++) {
             snprintf(cmd, sizeof cmd, "%s/%s train %s --limit-train 640 --epochs 1 --seed 3 --out %s", nbt_build_dir(),
                      k ? "noclones/nabla" : "nabla", runs[i], nbt_tmp_path(k ? "nc.safetensors" : "c.safetensors"));
             const int rc = nbt_shell(NULL, 0, err, sizeof err, "%s", cmd);
             CHECK_MSG(rc == 0, "%s: exit %d: %s", cmd, rc, err);
         }
-        CHECK_MSG(slurp(nbt_tmp_path("c.safetensors"), &a, &na) && slurp(nbt_tmp_path("nc.safetensors"), &b, &nb),
-                  "run %zu: cannot read the weights", i);
-        const int same = na == nb && !memcmp(a, b, (size_t)na);
-        free(a);
-        free(b);
-        CHECK_MSG(same, "train %s: the weights differ between this CPU's clones and the baseline build", runs[i]);
+        CHECK_MSG(nbt_same_files(nbt_tmp_path("c.safetensors"), nbt_tmp_path("nc.safetensors")),
+                  "train %s: the weights differ between this CPU's clones and the baseline build", runs[i]);
     }
 }
