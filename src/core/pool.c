@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <string.h>
 #include <time.h>
 
 /* How an idle helper waits for the next job: it spins NB_POOL_SPIN_NS,
@@ -246,4 +247,28 @@ int nb__par_parts(int64_t n, int par)
     int t = nb_get_threads();
     if (t > NB__POOL_MAX_THREADS) t = NB__POOL_MAX_THREADS;
     return n < t ? (int)n : t;
+}
+
+/* ---- copies and clears -------------------------------------------------------- */
+
+#define NB_POOL_COPY_PAR_MIN 65536 /* floats before threads pay off */
+
+typedef struct {
+    float *dst;
+    const float *src;
+} copy_job;
+
+static void copy_range(void *ctx, int64_t lo, int64_t hi, int part)
+{
+    (void)part;
+    const copy_job *c = ctx;
+    if (c->src) memcpy(c->dst + lo, c->src + lo, (size_t)(hi - lo) * sizeof(float));
+    else memset(c->dst + lo, 0, (size_t)(hi - lo) * sizeof(float));
+}
+
+void nb__par_copy(float *dst, const float *src, int64_t n)
+{
+    if (n <= 0) return;
+    copy_job c = {dst, src};
+    nb__par_for(n, nb__par_parts(n, n >= NB_POOL_COPY_PAR_MIN), copy_range, &c);
 }

@@ -50,6 +50,11 @@ void nb__par_for(int64_t n, int parts, nb__range_fn fn, void *ctx);
  * nb__pool_slot(). */
 void nb__par_for_shared(int64_t n, int64_t parts, int threads, nb__range_fn fn, void *ctx);
 
+/* dst[0, n) = src[0, n), or zeros when src is NULL, on the pool's threads
+ * when n is large: the clears and copies of gradient buffers (a step of the
+ * CNN clears 1.7 MB and copies 0.8 MB, each 30-70 us on one thread). */
+void nb__par_copy(float *dst, const float *src, int64_t n);
+
 /* How many parts a loop of n items should use: 1 when !par, else the
  * thread count (nb_get_threads) capped by n. Inside a task of a running
  * job it is 1: the pool is taken, so more parts would only run in turn. */

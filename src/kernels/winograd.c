@@ -85,14 +85,15 @@ static void weight_tile(const float k[9], float *u, int64_t us)
     }
 }
 
-void nb__wg_weights(const float *w, int64_t O, int64_t C, int flip, float *U)
+void nb__wg_weights(const float *w, int64_t O, int64_t C, int flip, int64_t j0, int64_t j1, float *U)
 {
     const int64_t us = xi_stride(O, C);
     /* the product's output channels (rows) by its input channels (cols),
      * each of the 16 stored transposed, cols x rows: the GEMM then reads it
-     * in place as op(A) = A^T instead of packing it for every chunk */
-    const int64_t rows = flip ? C : O, cols = flip ? O : C;
-    for (int64_t j = 0; j < cols; j++)
+     * in place as op(A) = A^T instead of packing it for every chunk; j
+     * runs over the cols (flip ? O : C) */
+    const int64_t rows = flip ? C : O;
+    for (int64_t j = j0; j < j1; j++)
         for (int64_t i = 0; i < rows; i++) {
             const float *k = w + (flip ? j * C + i : i * C + j) * 9;
             float r[9];

@@ -46,8 +46,10 @@ int64_t nb__wg_u_floats(int64_t O, int64_t C);
 
 /* U (16 x C x O, each matrix the transpose of the product's) from w (O, C,
  * 3, 3) when !flip; with flip, the weights of the data gradient: U (16 x O
- * x C) from the rotated, transposed w. */
-void nb__wg_weights(const float *w, int64_t O, int64_t C, int flip, float *U);
+ * x C) from the rotated, transposed w. Only the rows [j0, j1) of each
+ * matrix (input channels, or output channels with flip): ranges can go to
+ * threads. */
+void nb__wg_weights(const float *w, int64_t O, int64_t C, int flip, int64_t j0, int64_t j1, float *U);
 
 /* The transforms of tiles [t0, t1) (t0 at column 0 of V and M, whose rows
  * are ch floats apart and xi matrices vs and ms), vectorised across tiles: winograd_avx512.c fills

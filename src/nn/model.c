@@ -158,7 +158,7 @@ nb_tensor *nb_model_forward(nb_model *m, nb_ctx *ctx, nb_tensor *x)
 
 void nb_model_zero_grad(nb_model *m)
 {
-    if (m->grad) memset(m->grad, 0, m->numel * sizeof(float));
+    if (m->grad) nb__par_copy(m->grad, NULL, (int64_t)m->numel);
 }
 
 void nb_model_train(nb_model *m, int training) { m->training = training != 0; }

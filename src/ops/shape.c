@@ -179,7 +179,7 @@ static void add_flat(nb__node *n)
     float *gx = n->in[0]->grad;
     const float *g = n->out->grad;
     if (nb__fresh(n, 0)) {
-        memcpy(gx, g, (size_t)m * sizeof(float));
+        nb__par_copy(gx, g, m);
         return;
     }
     add_job j = {gx, g};
