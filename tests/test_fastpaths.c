@@ -425,9 +425,11 @@ typedef struct {
     int kh, kw;
     nb_conv2d_opts o;
     int bias;
+    int frozen; /* the weight needs no gradient (dw left out) */
 } conv_cfg;
 
-/* y, dx, dw, db of one conv (loss = sum(y * R)) in one malloc'd array. */
+/* y, dx, dw (unless frozen), db of one conv (loss = sum(y * R)) in one
+ * malloc'd array. */
 static float *conv_all(const conv_cfg *k, int64_t *n)
 {
     nb_ctx *ctx = nb_ctx_new(9);
@@ -437,13 +439,13 @@ static float *conv_all(const conv_cfg *k, int64_t *n)
     float *out = NULL;
     if (!x || !w || (k->bias && !b)) goto done;
     nb_requires_grad(x, 1);
-    nb_requires_grad(w, 1);
+    nb_requires_grad(w, !k->frozen);
     if (b) nb_requires_grad(b, 1);
     nb_tensor *y = nb_conv2d(ctx, x, w, b, &k->o);
     nb_tensor *r = y ? filled(ctx, 4, y->shape, 1.0f, 0.0f) : NULL;
     nb_tensor *loss = r ? nb_sum(ctx, nb_mul(ctx, y, r), NULL, 0, 0) : NULL;
     if (!loss || nb_backward(ctx, loss) != NB_OK) goto done;
-    const nb_tensor *parts[4] = {y, x, w, b};
+    const nb_tensor *parts[4] = {y, x, k->frozen ? NULL : w, b};
     float *vals[4] = {y->data, x->grad, w->grad, b ? b->grad : NULL};
     *n = 0;
     for (int i = 0; i < 4; i++) *n += parts[i] ? nb_tensor_numel(parts[i]) : 0;
@@ -464,18 +466,18 @@ TEST(conv2d_simd_paths_match_portable)
 {
     const conv_cfg cfgs[] = {
         /* one-channel images: the direct kernels (same sums in another order) */
-        {64, 1, 28, 28, 32, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1},
-        {3, 1, 9, 40, 17, 3, 3, {{1, 1}, {0, 0}, {1, 1}, 1}, 1},
-        {2, 1, 11, 7, 5, 5, 5, {{1, 1}, {2, 2}, {1, 1}, 1}, 0},
-        {10, 1, 6, 5, 3, 2, 4, {{1, 1}, {1, 3}, {1, 1}, 1}, 1},
+        {64, 1, 28, 28, 32, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1, 0},
+        {3, 1, 9, 40, 17, 3, 3, {{1, 1}, {0, 0}, {1, 1}, 1}, 1, 0},
+        {2, 1, 11, 7, 5, 5, 5, {{1, 1}, {2, 2}, {1, 1}, 1}, 0, 0},
+        {10, 1, 6, 5, 3, 2, 4, {{1, 1}, {1, 3}, {1, 1}, 1}, 1, 0},
         /* width stride 1: the row kernels (the same bits) */
-        {2, 3, 14, 14, 4, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1},
-        {2, 2, 9, 37, 3, 3, 5, {{2, 1}, {1, 2}, {2, 1}, 1}, 1},
-        {1, 4, 8, 20, 4, 3, 3, {{1, 1}, {2, 2}, {2, 2}, 2}, 0},
-        {3, 2, 7, 6, 2, 1, 3, {{3, 1}, {0, 1}, {1, 1}, 1}, 1},
+        {2, 3, 14, 14, 4, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1, 0},
+        {2, 2, 9, 37, 3, 3, 5, {{2, 1}, {1, 2}, {2, 1}, 1}, 1, 0},
+        {1, 4, 8, 20, 4, 3, 3, {{1, 1}, {2, 2}, {2, 2}, 2}, 0, 0},
+        {3, 2, 7, 6, 2, 1, 3, {{3, 1}, {0, 1}, {1, 1}, 1}, 1, 0},
         /* long rows: many vector steps and a tail */
-        {1, 1, 4, 1001, 3, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1},
-        {1, 2, 4, 1000, 2, 3, 5, {{1, 1}, {1, 2}, {1, 1}, 1}, 1},
+        {1, 1, 4, 1001, 3, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1, 0},
+        {1, 2, 4, 1000, 2, 3, 5, {{1, 1}, {1, 2}, {1, 1}, 1}, 1, 0},
     };
     if (!nb__cpu_avx512()) SKIP("no AVX-512 on this CPU: only the portable kernels run");
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
@@ -502,18 +504,21 @@ TEST(conv2d_simd_paths_match_portable)
  * sizes (a last tile row or column half outside), paddings 0, 1 and 2 (the
  * data gradient then runs with padding 2, 1 and 0), odd channel counts, a
  * chunk boundary inside a row of tiles (40x40 at 8 + 8 channels: 1024-tile
- * chunks) and the CNN's second layer. The AVX-512 transforms give the
- * portable ones' bits. */
+ * chunks), the CNN's second layer (whose bias gradient comes with the
+ * weight's, from the transformed dY) and the same with a frozen weight
+ * (the bias gradient alone). The AVX-512 transforms give the portable
+ * ones' bits. */
 TEST(conv2d_winograd_matches_im2col)
 {
     const conv_cfg cfgs[] = {
-        {64, 32, 14, 14, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1},
-        {2, 9, 7, 11, 17, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1},
-        {3, 8, 40, 40, 8, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 0},
-        {2, 12, 9, 6, 10, 3, 3, {{1, 1}, {0, 0}, {1, 1}, 1}, 1},
-        {1, 8, 5, 8, 9, 3, 3, {{1, 1}, {2, 2}, {1, 1}, 1}, 0},
-        {2, 16, 3, 3, 8, 3, 3, {{1, 1}, {0, 2}, {1, 1}, 1}, 1},
-        {1, 3, 4, 1001, 2, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1}, /* 501 tiles a row */
+        {64, 32, 14, 14, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1, 0},
+        {2, 9, 7, 11, 17, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1, 0},
+        {3, 8, 40, 40, 8, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 0, 0},
+        {2, 12, 9, 6, 10, 3, 3, {{1, 1}, {0, 0}, {1, 1}, 1}, 1, 0},
+        {1, 8, 5, 8, 9, 3, 3, {{1, 1}, {2, 2}, {1, 1}, 1}, 0, 0},
+        {2, 16, 3, 3, 8, 3, 3, {{1, 1}, {0, 2}, {1, 1}, 1}, 1, 0},
+        {1, 3, 4, 1001, 2, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1, 0}, /* 501 tiles a row */
+        {8, 32, 14, 14, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1, 1}, /* db without dw: its own pass */
     };
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
         int64_t n1 = 0, n2 = 0, n3 = 0, wi;
@@ -531,7 +536,7 @@ TEST(conv2d_winograd_matches_im2col)
                   "%.9g vs %.9g", i, (long long)wi, a[wi], p[wi]);
         const conv_cfg *k = &cfgs[i];
         const int64_t OH = k->H + 2 * k->o.padding[0] - 2, OW = k->W + 2 * k->o.padding[1] - 2;
-        const int64_t len[4] = {k->N * k->O * OH * OW, k->N * k->C * k->H * k->W, k->O * k->C * 9,
+        const int64_t len[4] = {k->N * k->O * OH * OW, k->N * k->C * k->H * k->W, k->frozen ? 0 : k->O * k->C * 9,
                                 k->bias ? k->O : 0};
         const char *what[4] = {"y", "dx", "dw", "db"};
         int64_t at = 0;

@@ -24,6 +24,7 @@
 #define NABLA_SIMD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -128,6 +129,10 @@ static inline float nb__sum_lanes16(float lane[16])
         for (int l = 0; l < h; l++) lane[l] += lane[l + h];
     return lane[0];
 }
+
+/* The sum of v[0, n): element i in lane i % 16, then nb__sum_lanes16; the
+ * same bits in every variant (NB_CLONES; src/kernels/sum.c). */
+float nb__sum16(const float *v, int64_t n);
 
 /* Whether this CPU runs the *_avx512.c kernels: the Makefile compiles them
  * with AVX-512 F, DQ, BW and VL and FMA, so the compiler may use any of

@@ -275,8 +275,8 @@ NB_CLONES static void grad_tiles(const float *y0, const float *y1, int64_t n, in
     }
 }
 
-void nb__wg_chunk_grad(const nb__wg_geom *g, const float *x, const float *dy, int first, float *dU, int64_t k,
-                       float *ws)
+void nb__wg_chunk_grad(const nb__wg_geom *g, const float *x, const float *dy, int first, float *dU, float *db,
+                       int64_t k, float *ws)
 {
     const nb__wg_kernels *K = simd_kernels();
     const int64_t ch = g->chunk, t0 = k * ch, t1 = t0 + ch < g->tiles ? t0 + ch : g->tiles, nt = t1 - t0;
@@ -293,6 +293,11 @@ void nb__wg_chunk_grad(const nb__wg_geom *g, const float *x, const float *dy, in
     for (int xi = 0; xi < NB__WG_XI; xi++)
         nb_gemm(0, 1, (int)C, (int)O, (int)nt, 1.0f, V + xi * vs, (int)ch, dM + xi * ms, (int)ch, first ? 0.0f : 1.0f,
                 dU + xi * xi_stride(O, C), (int)O);
+    if (db)
+        for (int64_t o = 0; o < O; o++) {
+            const float s = nb__sum16(dM + NB__WG_XI_SUM * ms + o * ch, nt);
+            db[o] = first ? s : db[o] + s;
+        }
 }
 
 void nb__wg_weight_grad(const float *dU, int64_t parts, int64_t O, int64_t C, int64_t q0, int64_t q1, float *dw)

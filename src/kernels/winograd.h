@@ -90,9 +90,14 @@ void nb__wg_chunk(const nb__wg_geom *g, const float *U, const float *x, const fl
 /* The weight gradient, in the transformed space: dU[xi] (O x C) of the
  * tiles of chunk k, dU = sum over tiles of (A dY A^T)[xi] (B^T d B)[xi]
  * (the adjoint of the forward's product), written when first, else added
- * in. x (N, C, H, W) and dy (N, O, OH, OW) as the forward's x and y. */
-void nb__wg_chunk_grad(const nb__wg_geom *g, const float *x, const float *dy, int first, float *dU, int64_t k,
-                       float *ws);
+ * in. x (N, C, H, W) and dy (N, O, OH, OW) as the forward's x and y.
+ * db (O floats, may be NULL) the same way gets the bias gradient, the sum
+ * of dy over the chunk's tiles: (A dY A^T)[5] is a tile's sum (row 1 of A
+ * is [1 1]), so it comes from the transformed dY already in cache rather
+ * than from another pass over dy (nb__sum16 over the tiles, per channel). */
+#define NB__WG_XI_SUM 5
+void nb__wg_chunk_grad(const nb__wg_geom *g, const float *x, const float *dy, int first, float *dU, float *db,
+                       int64_t k, float *ws);
 
 /* dw (O, C, 3, 3) += G^T dU G, the adjoint of nb__wg_weights (flip 0),
  * where dU is the sum of `parts` dU (nb__wg_u_floats apart), added in

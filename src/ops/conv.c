@@ -534,19 +534,6 @@ static nb_status direct_weight(nb_ctx *ctx, const cv_geom *g, const float *x, co
     return NB_OK;
 }
 
-/* sum of n floats, 16 lanes then a fixed tree. */
-NB_CLONES static float row_sum(const float *v, int64_t n)
-{
-    float acc[16] = {0};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int l = 0; l < 16; l++) acc[l] += v[i + l];
-    for (int l = 0; i < n; i++, l++) acc[l] += v[i];
-    for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
-    return acc[0];
-}
-
 /* ---- Winograd F(2x2, 3x3) -------------------------------------------------------- */
 
 /* Channels below which the transforms cost more than the GEMMs save. */
@@ -571,7 +558,7 @@ typedef struct {
     const nb__wg_geom *wg;
     const float *U, *x, *b, *dy;
     int add;
-    float *y, *dU, *ws;
+    float *y, *dU, *db, *ws;  /* db: the parts' bias gradients, O floats each */
     int64_t wsf, us, parts;
 } wino_job;
 
@@ -591,7 +578,8 @@ static void wino_grad_runs(void *ctx, int64_t lo, int64_t hi, int part)
     for (int64_t p = lo; p < hi; p++) {
         const int64_t k0 = nchunks * p / j->parts, k1 = nchunks * (p + 1) / j->parts;
         for (int64_t k = k0; k < k1; k++)
-            nb__wg_chunk_grad(j->wg, j->x, j->dy, k == k0, j->dU + p * j->us, k, j->ws + slot * j->wsf);
+            nb__wg_chunk_grad(j->wg, j->x, j->dy, k == k0, j->dU + p * j->us, j->db ? j->db + p * j->wg->O : NULL,
+                              k, j->ws + slot * j->wsf);
     }
 }
 
@@ -650,7 +638,7 @@ static void bias_grad_channels(void *ctx, int64_t lo, int64_t hi, int part)
     const bias_grad_job *j = ctx;
     const cv_geom *g = j->g;
     for (int64_t o = lo; o < hi; o++)
-        for (int64_t n = 0; n < g->N; n++) j->db[o] += row_sum(j->dy + (n * g->O + o) * g->P, g->P);
+        for (int64_t n = 0; n < g->N; n++) j->db[o] += nb__sum16(j->dy + (n * g->O + o) * g->P, g->P);
 }
 
 /* Kernels [lo, hi) of the weight gradient back from Winograd's space. */
@@ -675,14 +663,17 @@ static void wg_kernels(void *ctx, int64_t lo, int64_t hi, int part)
 /* dw (O, C, 3, 3) += the weight gradient in Winograd's space (see
  * nb__wg_chunk_grad), db (O) += the sums of dY (either may be NULL):
  * `parts` runs of chunks, a number fixed by the shape, each summed into
- * its own dU, the parts then added in order. */
+ * its own dU and its own db, the parts then added in order. The bias
+ * gradient alone (a frozen weight) takes its own pass over dY. */
 static nb_status wino_weight(nb_ctx *ctx, const cv_geom *g, const float *x, const float *dy, float *dw, float *db)
 {
-    if (db) {
-        bias_grad_job j = {g, dy, db};
-        nb__par_for(g->O, nb__par_parts(g->O, g->N * g->O * g->P >= CV_INNER_MIN), bias_grad_channels, &j);
+    if (!dw) {
+        if (db) {
+            bias_grad_job j = {g, dy, db};
+            nb__par_for(g->O, nb__par_parts(g->O, g->N * g->O * g->P >= CV_INNER_MIN), bias_grad_channels, &j);
+        }
+        return NB_OK;
     }
-    if (!dw) return NB_OK;
     nb__wg_geom wg;
     if (!nb__wg_init(&wg, g->N, g->C, g->H, g->W, g->O, g->ph, g->pw)) return NB_OK;
     const int64_t us = nb__wg_u_floats(g->O, g->C), wsf = nb__wg_ws_floats(&wg);
@@ -696,9 +687,14 @@ static nb_status wino_weight(nb_ctx *ctx, const cv_geom *g, const float *x, cons
     nb_arena *ar = nb_ctx_arena(ctx);
     float *dU = nb_arena_alloc(ar, (size_t)(us * parts) * sizeof(float));
     float *ws = nb_arena_alloc(ar, (size_t)(wsf * nth) * sizeof(float));
-    if (!dU || !ws) return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for the Winograd workspace");
-    wino_job j = {.wg = &wg, .x = x, .dy = dy, .dU = dU, .ws = ws, .wsf = wsf, .us = us, .parts = parts};
+    float *dbp = db ? nb_arena_alloc(ar, (size_t)(g->O * parts) * sizeof(float)) : NULL;
+    if (!dU || !ws || (db && !dbp))
+        return nb__fail(NB_ERR_NOMEM, "conv2d backward: out of memory for the Winograd workspace");
+    wino_job j = {.wg = &wg, .x = x, .dy = dy, .dU = dU, .db = dbp, .ws = ws, .wsf = wsf, .us = us, .parts = parts};
     nb__par_for_shared(parts, parts, nth, wino_grad_runs, &j);
+    if (db)
+        for (int64_t p = 0; p < parts; p++)
+            for (int64_t o = 0; o < g->O; o++) db[o] += dbp[p * g->O + o];
     wg_kernel_job k = {dU, parts, g->O, g->C, dw};
     nb__par_for(g->O * g->C, nb__par_parts(g->O * g->C, parts * g->O * g->C >= CV_WG_KERNELS_PAR), wg_kernels, &k);
     return NB_OK;
@@ -999,7 +995,7 @@ static void bw_weight_range(const cv_geom *g, const float *x, const float *dy, f
             const float *xg = x + (n * g->C + gi * g->Cg) * g->H * g->W;
             const float *dyg = dy + (n * g->O + gi * g->Og) * P + p0;
             if (db)
-                for (int64_t o = 0; o < g->Og; o++) db[gi * g->Og + o] += row_sum(dyg + o * P, pt);
+                for (int64_t o = 0; o < g->Og; o++) db[gi * g->Og + o] += nb__sum16(dyg + o * P, pt);
             if (!dw) continue;
             const float *B = xg + p0;
             int64_t ldb = P;
@@ -1020,7 +1016,7 @@ static void dw_weight_range(const cv_geom *g, const float *x, const float *dy, f
 {
     for (int64_t q = q0; q < q1; q++) {
         const int64_t n = q / g->O, o = q % g->O;
-        if (db) db[o] += row_sum(dy + q * g->P, g->P);
+        if (db) db[o] += nb__sum16(dy + q * g->P, g->P);
         if (dw)
             dw_backward_plane(g, x + (n * g->C + o / g->Og) * g->H * g->W, NULL, dy + q * g->P, NULL,
                               dw + o * g->kh * g->kw);
