@@ -502,6 +502,82 @@ TEST(optim_nonfinite_gradient_changes_nothing)
     }
 }
 
+/* A model large enough for the step to split its flat buffers between
+ * threads, with a parameter across the split (mlp 784,256,10: 1.weight is
+ * 200,704 of 203,530 floats): weights and state after 3 steps on 2 threads
+ * are the 1-thread bits for every kind (with weight decay and a group of
+ * its own for the biases), and a non-finite gradient is reported in the
+ * first parameter that has one, whichever part finds it. */
+static float *big_steps(nb_optim_kind k, int threads, size_t *n)
+{
+    nb_set_threads(threads);
+    nb_rng r;
+    nb_rng_seed(&r, 11);
+    nb_model *m = NULL;
+    float *out = NULL;
+    if (nb_model_build("mlp", "784,256,10", &r, &m) != NB_OK) return NULL;
+    nb_optim_opts opts = nb_optim_defaults(k);
+    opts.momentum = k == NB_OPTIM_SGD || k == NB_OPTIM_RMSPROP ? 0.9 : 0;
+    opts.centered = opts.amsgrad = 1;
+    opts.weight_decay = 0.01;
+    nb_optimizer *o = nb_optim_new(m, &opts);
+    nb_optim_opts bias = opts;
+    bias.lr *= 2;
+    const int g = o ? nb_optim_add_group(o, &bias) : -1;
+    if (g < 0 || nb_optim_set_group(o, 1, g) != NB_OK || nb_optim_set_group(o, 3, g) != NB_OK) goto done;
+    for (int step = 0; step < 3; step++) {
+        for (size_t i = 0; i < m->numel; i++) m->grad[i] = 0.01f * (float)((i * 7 + (size_t)step) % 13) - 0.06f;
+        if (nb_optim_step(o) != NB_OK) goto done;
+    }
+    const int ns = nb_optim_state_count(o);
+    *n = m->numel * (size_t)(ns + 1);
+    out = malloc(*n * sizeof(float));
+    if (!out) goto done;
+    memcpy(out, m->data, m->numel * sizeof(float));
+    for (int q = 0; q < ns; q++) {
+        float *buf;
+        if (nb_optim_state_get(o, q, NULL, &buf, NULL) != NB_OK) {
+            free(out);
+            out = NULL;
+            goto done;
+        }
+        memcpy(out + (size_t)(q + 1) * m->numel, buf, m->numel * sizeof(float));
+    }
+done:
+    nb_optim_free(o);
+    nb_model_free(m);
+    nb_set_threads(2);
+    return out;
+}
+
+TEST(optim_step_split_over_threads_same_bits)
+{
+    for (int k = 0; k < NB_OPTIM_KIND_COUNT; k++) {
+        size_t n1 = 0, n2 = 0;
+        float *a = big_steps((nb_optim_kind)k, 1, &n1), *b = big_steps((nb_optim_kind)k, 2, &n2);
+        CHECK_MSG(a && b && n1 == n2 && !memcmp(a, b, n1 * sizeof(float)), "%s: %s",
+                  nb_optim_kind_name((nb_optim_kind)k), a && b ? "1 and 2 threads differ" : nb_last_error());
+        free(a);
+        free(b);
+    }
+    nb_rng r;
+    nb_rng_seed(&r, 12);
+    nb_model *m = NULL;
+    CHECK_OK(nb_model_build("mlp", "784,256,10", &r, &m)); /* 1.weight 1.bias 3.weight 3.bias */
+    nb_optimizer *o = nb_optim_new(m, &(nb_optim_opts){.kind = NB_OPTIM_SGD, .lr = 0.1});
+    CHECK(o);
+    memset(m->grad, 0, m->numel * sizeof(float));
+    m->grad[m->params[2].offset + 5] = NAN;       /* in the second half of the buffer */
+    CHECK_ERR(nb_optim_step(o), NB_ERR_NONFINITE, "non-finite gradient in 3.weight");
+    m->grad[m->params[0].offset + 150000] = INFINITY; /* and one in 1.weight, also past the middle */
+    CHECK_ERR(nb_optim_step(o), NB_ERR_NONFINITE, "non-finite gradient in 1.weight");
+    m->grad[m->params[0].offset + 10] = -INFINITY; /* the first half too */
+    CHECK_ERR(nb_optim_step(o), NB_ERR_NONFINITE, "non-finite gradient in 1.weight");
+    CHECK(o->steps == 0);
+    nb_optim_free(o);
+    nb_model_free(m);
+}
+
 /* ---- groups, buffers, the legacy interface ---------------------------------------- */
 
 TEST(optim_groups_lrs_and_no_decay_recipe)

@@ -400,28 +400,62 @@ NB__OPTIM_KERNEL static uint32_t nonfinite_range(const float *g, int64_t lo, int
     return bad;
 }
 
+/* ---- the step over the model's flat buffers ----------------------------------- *
+ * Parameters live in one buffer (nb_param.offset), their gradients and the
+ * optimizer's state slots alike. A step's loops run once over it, cut into
+ * nb__par_parts ranges of whole chunks: each range visits the slice of
+ * every trainable parameter inside it. The kernels are elementwise, so a
+ * slice gives the same bits as the whole tensor, and one job replaces one
+ * per large parameter with the small ones on the caller alone (the CNN's:
+ * 10 parameters, one of them large; its small ones took 1% of the step
+ * with the other thread idle, perf). */
 typedef struct {
-    const float *g;
-    int64_t n;
-    uint32_t bad[NB__POOL_MAX_THREADS]; /* per part */
-} nonfinite_args;
+    nb_optimizer *o;
+    int64_t t;         /* the step being taken */
+    int bad[NB__POOL_MAX_THREADS]; /* check: per part, the first parameter with a non-finite gradient, or -1 */
+    int check;         /* 1: look for non-finite gradients; 0: update */
+} step_job;
 
-static void nonfinite_chunks(void *ctx, int64_t lo, int64_t hi, int part)
+static void step_range(void *ctx, int64_t lo, int64_t hi, int part)
 {
-    nonfinite_args *a = ctx;
-    a->bad[part] = nonfinite_range(a->g, lo * OPTIM_CHUNK, hi * OPTIM_CHUNK < a->n ? hi * OPTIM_CHUNK : a->n);
+    step_job *j = ctx;
+    const nb_optimizer *o = j->o;
+    const nb_model *m = o->model;
+    const int64_t numel = (int64_t)m->numel;
+    const int64_t e0 = lo * OPTIM_CHUNK, e1 = hi * OPTIM_CHUNK < numel ? hi * OPTIM_CHUNK : numel;
+    j->bad[part] = -1;
+    for (int k = 0; k < m->nparams; k++) {
+        const nb_param *p = &m->params[k];
+        const int64_t off = (int64_t)p->offset, n = nb_tensor_numel(&p->t);
+        const int64_t a = off > e0 ? off : e0, b = off + n < e1 ? off + n : e1;
+        if (!trainable(p) || a >= b) continue;
+        if (j->check) {
+            if (nonfinite_range(p->t.grad, a - off, b - off)) {
+                j->bad[part] = k;
+                return;
+            }
+            continue;
+        }
+        const nb_optim_opts *g = &o->groups[o->param_group[k]];
+        nb__optim_param s = {.w = p->t.data + (a - off), .g = p->t.grad + (a - off), .n = b - a,
+                             .wd = p->no_decay ? 0.0 : g->weight_decay};
+        for (int q = 0; q < o->nstate; q++) s.s[q] = o->state[q] ? o->state[q] + a : NULL;
+        KINDS[o->kind].update(g, o->param_group[k] == 0 ? o->lr : g->lr, j->t, &s);
+    }
 }
 
-static int nonfinite(const float *g, int64_t n)
+/* Runs the check or the update over the whole model; returns the first
+ * parameter (in the model's order) with a non-finite gradient, or -1. */
+static int step_all(step_job *j)
 {
-    if (n <= NB__OPTIM_PAR_MIN) return nonfinite_range(g, 0, n) != 0;
-    const int64_t nchunks = (n + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
-    const int parts = nb__par_parts(nchunks, 1);
-    nonfinite_args a = {.g = g, .n = n};
-    nb__par_for(nchunks, parts, nonfinite_chunks, &a);
-    uint32_t bad = 0;
-    for (int t = 0; t < parts; t++) bad |= a.bad[t];
-    return bad != 0;
+    const int64_t numel = (int64_t)j->o->model->numel, nchunks = (numel + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
+    if (nchunks == 0) return -1;
+    const int parts = nb__par_parts(nchunks, numel > NB__OPTIM_PAR_MIN);
+    nb__par_for(nchunks, parts, step_range, j);
+    int first = -1;
+    for (int q = 0; q < parts; q++)
+        if (j->bad[q] >= 0 && (first < 0 || j->bad[q] < first)) first = j->bad[q];
+    return first;
 }
 
 nb_status nb_optim_step(nb_optimizer *o)
@@ -436,23 +470,13 @@ nb_status nb_optim_step(nb_optimizer *o)
         if (!(lr >= 0)) return nb__fail(NB_ERR_ARG, "%s: group %d has an invalid lr %g", o->name, g, lr);
     }
     /* Refuse a non-finite gradient before touching any weight or state. */
-    for (int k = 0; k < m->nparams; k++) {
-        const nb_param *p = &m->params[k];
-        if (trainable(p) && nonfinite(p->t.grad, nb_tensor_numel(&p->t)))
-            return nb__fail(NB_ERR_NONFINITE, "%s: non-finite gradient in %s at step %lld; weights and state "
-                            "unchanged", o->name, p->name, (long long)o->steps + 1);
-    }
-    const int64_t t = o->steps + 1;
-    const update_fn update = KINDS[o->kind].update;
-    for (int k = 0; k < m->nparams; k++) {
-        const nb_param *p = &m->params[k];
-        if (!trainable(p)) continue;
-        const nb_optim_opts *g = &o->groups[o->param_group[k]];
-        nb__optim_param a = {.w = p->t.data, .g = p->t.grad, .n = nb_tensor_numel(&p->t),
-                             .wd = p->no_decay ? 0.0 : g->weight_decay};
-        for (int s = 0; s < o->nstate; s++) a.s[s] = o->state[s] ? o->state[s] + p->offset : NULL;
-        update(g, o->param_group[k] == 0 ? o->lr : g->lr, t, &a);
-    }
-    o->steps = t;
+    step_job j = {.o = o, .t = o->steps + 1, .check = 1};
+    const int bad = step_all(&j);
+    if (bad >= 0)
+        return nb__fail(NB_ERR_NONFINITE, "%s: non-finite gradient in %s at step %lld; weights and state "
+                        "unchanged", o->name, m->params[bad].name, (long long)o->steps + 1);
+    j.check = 0;
+    step_all(&j);
+    o->steps = j.t;
     return NB_OK;
 }
