@@ -241,6 +241,16 @@ void nb__par_for(int64_t n, int parts, nb__range_fn fn, void *ctx)
     nb__par_for_shared(n, parts, parts, fn, ctx);
 }
 
+int nb__par_for_balanced(int64_t n, int par, nb__range_fn fn, void *ctx)
+{
+    const int threads = nb__par_parts(n, par);
+    int64_t parts = threads > 1 ? (int64_t)NB__PAR_RANGES_PER_THREAD * threads : 1;
+    if (parts > n) parts = n;
+    if (parts < 1) parts = 1;
+    nb__par_for_shared(n, parts, threads, fn, ctx);
+    return (int)parts;
+}
+
 int nb__par_parts(int64_t n, int par)
 {
     if (!par || in_job || n <= 1) return 1;
@@ -270,5 +280,5 @@ void nb__par_copy(float *dst, const float *src, int64_t n)
 {
     if (n <= 0) return;
     copy_job c = {dst, src};
-    nb__par_for(n, nb__par_parts(n, n >= NB_POOL_COPY_PAR_MIN), copy_range, &c);
+    nb__par_for_balanced(n, n >= NB_POOL_COPY_PAR_MIN, copy_range, &c);
 }

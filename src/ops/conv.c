@@ -619,7 +619,7 @@ static int wino_run(nb_ctx *ctx, int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, 
     if (bc)
         for (int64_t o = 0; o < Co; o++) bc[o] = b[o * bs];
     wg_weights_job wj = {w, flip ? Ci : Co, flip ? Co : Ci, flip, U};
-    nb__par_for(Ci, nth, wg_weights_range, &wj); /* Ci: the cols either way */
+    nb__par_for_balanced(Ci, nth > 1, wg_weights_range, &wj); /* Ci: the cols either way */
     wino_job j = {.wg = &wg, .U = U, .x = x, .b = bc ? bc : b, .add = add, .y = y, .ws = ws, .wsf = wsf};
     nb__par_for_shared(wg.nchunks, wg.nchunks, nth, wino_chunks, &j);
     return 1;
@@ -696,7 +696,7 @@ static nb_status wino_weight(nb_ctx *ctx, const cv_geom *g, const float *x, cons
         for (int64_t p = 0; p < parts; p++)
             for (int64_t o = 0; o < g->O; o++) db[o] += dbp[p * g->O + o];
     wg_kernel_job k = {dU, parts, g->O, g->C, dw};
-    nb__par_for(g->O * g->C, nb__par_parts(g->O * g->C, parts * g->O * g->C >= CV_WG_KERNELS_PAR), wg_kernels, &k);
+    nb__par_for_balanced(g->O * g->C, parts * g->O * g->C >= CV_WG_KERNELS_PAR, wg_kernels, &k);
     return NB_OK;
 }
 

@@ -409,17 +409,13 @@ NB__OPTIM_KERNEL static uint32_t nonfinite_range(const float *g, int64_t lo, int
  * parameter with the small ones on the caller alone (the CNN's: 10
  * parameters, one of them large; its small ones took 1% of the step with
  * the other thread idle, perf).
- * The threads share STEP_PARTS_PER_THREAD ranges each, taking the next as
- * they finish one: the loops are bound by memory, and two equal halves
- * left each thread idle about 0.5% of the CNN's step waiting for the
- * other (perf). */
-#define STEP_PARTS_PER_THREAD 4
-#define STEP_PARTS_MAX 64
-
+ * The loops are bound by memory: the threads share several ranges each
+ * (nb__par_for_balanced); two equal halves left each thread idle about
+ * 0.5% of the CNN's step waiting for the other (perf). */
 typedef struct {
     nb_optimizer *o;
     int64_t t;         /* the step being taken */
-    int bad[STEP_PARTS_MAX]; /* check: per part, the first parameter with a non-finite gradient, or -1 */
+    int bad[NB__PAR_RANGES_MAX]; /* check: per part, the first parameter with a non-finite gradient, or -1 */
     int check;         /* 1: look for non-finite gradients; 0: update */
 } step_job;
 
@@ -457,11 +453,7 @@ static int step_all(step_job *j)
 {
     const int64_t numel = (int64_t)j->o->model->numel, nchunks = (numel + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
     if (nchunks == 0) return -1;
-    const int threads = nb__par_parts(nchunks, numel > NB__OPTIM_PAR_MIN);
-    int parts = threads > 1 ? STEP_PARTS_PER_THREAD * threads : 1;
-    if (parts > STEP_PARTS_MAX) parts = STEP_PARTS_MAX;
-    if (parts > nchunks) parts = (int)nchunks;
-    nb__par_for_shared(nchunks, parts, threads, step_range, j);
+    const int parts = nb__par_for_balanced(nchunks, numel > NB__OPTIM_PAR_MIN, step_range, j);
     int first = -1;
     for (int q = 0; q < parts; q++)
         if (j->bad[q] >= 0 && (first < 0 || j->bad[q] < first)) first = j->bad[q];
