@@ -41,9 +41,9 @@
  * Hyperparameters are doubles and each coefficient is rounded to float once,
  * as torch does with its Python floats: 1 - beta2 with beta2 = 0.999f would
  * be 1.3e-5 away from 0.001. The arithmetic itself is float32 (the state
- * buffers are float32), one pass over each parameter, vectorised, split in
- * fixed chunks over the library's threads for large tensors (results do not
- * depend on the thread count).
+ * buffers are float32), one vectorised pass over the model's parameters,
+ * their slices shared by the library's threads when the model is large
+ * (results do not depend on the thread count).
  *
  * Parameter groups (torch's param_groups): group 0 starts with every
  * parameter; nb_optim_add_group adds a group with its own hyperparameters and
