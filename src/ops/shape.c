@@ -183,7 +183,7 @@ static void add_flat(nb__node *n)
         return;
     }
     add_job j = {gx, g};
-    nb__par_for(m, nb__par_parts(m, m >= SH_PAR_MIN), add_range, &j);
+    nb__par_for_balanced(m, m >= SH_PAR_MIN, add_range, &j);
 }
 
 /* ---- reshape / flatten ------------------------------------------------------- */
