@@ -35,5 +35,5 @@ void nb__adagrad_update(const nb_optim_opts *g, double lr, int64_t t, const nb__
     const double clr = lr / (1 + (double)(t - 1) * g->lr_decay);
     adagrad_args a = {.w = p->w, .g = p->g, .sum = p->s[0], .wd = (float)p->wd, .eps = (float)g->eps,
                       .neg_clr = (float)-clr};
-    nb__optim_for(adagrad_range, &a, p->n);
+    adagrad_range(&a, 0, p->n);
 }

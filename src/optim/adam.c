@@ -53,5 +53,5 @@ void nb__adam_update(const nb_optim_opts *g, double lr, int64_t t, const nb__opt
                    .b1 = (float)g->beta1, .c1 = (float)(1 - g->beta1), .b2 = (float)g->beta2,
                    .c2 = (float)(1 - g->beta2), .bc2_sqrt = (float)sqrt(bc2), .eps = (float)g->eps,
                    .neg_step = (float)-(lr / bc1), .decoupled = decoupled};
-    nb__optim_for(adam_range, &a, p->n);
+    adam_range(&a, 0, p->n);
 }

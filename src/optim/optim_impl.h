@@ -27,15 +27,16 @@ typedef struct nb__optim_param {
 } nb__optim_param;
 
 /* fn(args, lo, hi) over [0, n): one call, or static chunks on the thread pool
- * for a large n. Kernels are elementwise, so the result does not depend on
- * the split. */
+ * for a large n (the clipping of one parameter's gradient). Kernels are
+ * elementwise, so the result does not depend on the split. */
 typedef void (*nb__optim_range_fn)(const void *args, int64_t lo, int64_t hi);
 void nb__optim_for(nb__optim_range_fn fn, const void *args, int64_t n);
 /* x[i] = sqrt(x[i]) for i < n, vectorised where the compiler cannot. */
 void nb__optim_sqrt(float *x, int n);
 
-/* Update one parameter for step t (1 at the first step) with a group's
- * hyperparameters g and learning rate lr. */
+/* Update a slice of one parameter (p's pointers and n) for step t (1 at
+ * the first step) with a group's hyperparameters g and learning rate lr,
+ * on the calling thread: nb_optim_step shares the slices between threads. */
 void nb__sgd_update(const nb_optim_opts *g, double lr, int64_t t, const nb__optim_param *p);
 void nb__rmsprop_update(const nb_optim_opts *g, double lr, int64_t t, const nb__optim_param *p);
 void nb__adagrad_update(const nb_optim_opts *g, double lr, int64_t t, const nb__optim_param *p);

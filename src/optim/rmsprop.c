@@ -57,5 +57,5 @@ void nb__rmsprop_update(const nb_optim_opts *g, double lr, int64_t t, const nb__
                       .ga = g->centered ? p->s[2] : NULL, .wd = (float)p->wd, .alpha = (float)g->alpha,
                       .c = (float)(1.0 - g->alpha), .eps = (float)g->eps, .mu = (float)g->momentum,
                       .neg_lr = (float)-lr};
-    nb__optim_for(rmsprop_range, &a, p->n);
+    rmsprop_range(&a, 0, p->n);
 }

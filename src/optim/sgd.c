@@ -43,7 +43,7 @@ void nb__sgd_update(const nb_optim_opts *g, double lr, int64_t t, const nb__opti
     sgd_args a = {.w = p->w, .g = p->g, .v = g->momentum != 0 ? p->s[0] : NULL, .wd = (float)p->wd,
                   .mu = (float)g->momentum, .damp = (float)(1.0 - g->dampening), .lr = (float)lr,
                   .first = t == 1, .nesterov = g->nesterov};
-    nb__optim_for(sgd_range, &a, p->n);
+    sgd_range(&a, 0, p->n);
 }
 
 nb_optimizer *nb_sgd_new(nb_model *m, nb_sgd_opts opts)
